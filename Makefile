@@ -1,0 +1,35 @@
+# nct-md: two set-up commands, `make demo` and `make test`; both build .venv on first use.
+# TORCH pins the PyTorch build in one place: override for a CUDA build, e.g.
+#   make test TORCH='torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128'
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-slow lint bench clean
+
+$(STAMP): setup.cfg pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[test,viz,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/nct-md demo --out demo-output
+
+test: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not slow" tests
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check nct_md tests bench
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache build *.egg-info

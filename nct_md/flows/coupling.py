@@ -1,0 +1,114 @@
+"""Neural point transformations by affine coupling, with the exact momentum lift.
+
+``Q = f(q)`` splits ``q`` into a conditioning part ``q_a`` (unchanged) and a transformed part
+``Q_b = q_b * exp(s(q_a)) + t(q_a)``. The momenta follow ``P = (df/dq)^{-T} p``, which for a
+coupling is closed form plus one vector-Jacobian product of the conditioner:
+``P_b = p_b * exp(-s)``, ``P_a = p_a - (dQ_b/dq_a)^T P_b``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nct_md.flows.base import SymplecticLayer, Tensor
+
+
+def mlp(n_in: int, n_out: int, hidden: int, depth: int) -> nn.Sequential:
+    """A SiLU multilayer perceptron whose last layer starts at zero (layer starts as identity).
+
+    SiLU is smooth, so momentum transforms (which hold a first derivative of the network)
+    stay differentiable for training.
+    """
+    layers: list[nn.Module] = []
+    width = n_in
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden), nn.SiLU()]
+        width = hidden
+    last = nn.Linear(width, n_out)
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return nn.Sequential(*layers, last)
+
+
+class AffineCoupling(SymplecticLayer):
+    """Affine-coupling point transformation lifted to phase space.
+
+    Parameters
+    ----------
+    mask : bool tensor of shape ``(n,)``
+        True for the conditioning coordinates ``q_a`` (left unchanged).
+    hidden, depth : int
+        Width and number of hidden layers of the conditioner network.
+    max_log_scale : float
+        Log-scales are bounded smoothly to ``(-max_log_scale, max_log_scale)``.
+    """
+
+    configuration_separable = True
+
+    def __init__(self, mask: Tensor, hidden: int = 64, depth: int = 2, max_log_scale: float = 2.0):
+        super().__init__()
+        mask = torch.as_tensor(mask, dtype=torch.bool)
+        if mask.all() or not mask.any():
+            raise ValueError("coupling mask needs conditioning and transformed coordinates")
+        idx_a, idx_b = torch.nonzero(mask).flatten(), torch.nonzero(~mask).flatten()
+        self.register_buffer("idx_a", idx_a)
+        self.register_buffer("idx_b", idx_b)
+        self.register_buffer("unsplit", torch.cat([idx_a, idx_b]).argsort())
+        self.n_b = idx_b.numel()
+        self.max_log_scale = max_log_scale
+        self.conditioner = mlp(idx_a.numel(), 2 * self.n_b, hidden, depth)
+
+    def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return x[:, self.idx_a], x[:, self.idx_b]
+
+    def _join(self, xa: Tensor, xb: Tensor) -> Tensor:
+        return torch.cat([xa, xb], dim=1)[:, self.unsplit]
+
+    def _shift_log_scale(self, qa: Tensor) -> tuple[Tensor, Tensor]:
+        raw_s, t = self.conditioner(qa).split(self.n_b, dim=1)
+        return self.max_log_scale * torch.tanh(raw_s / self.max_log_scale), t
+
+    def _lift(self, qa: Tensor, qb: Tensor, pb: Tensor, Pb: Tensor, s: Tensor, t: Tensor,
+              create_graph: bool) -> Tensor:
+        """``(dQ_b/dq_a)^T P_b`` as one vector-Jacobian product of the conditioner.
+
+        ``d/dq_a sum(P_b * (q_b e^s + t)) = (ds/dq_a)^T (P_b q_b e^s) + (dt/dq_a)^T P_b`` and
+        ``P_b e^s = p_b``; ``q_b`` enters only as a cotangent, so it is held fixed.
+        """
+        (vjp,) = torch.autograd.grad((s, t), qa, grad_outputs=(pb * qb, Pb),
+                                     create_graph=create_graph)
+        return vjp
+
+    def forward(self, p: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
+        create = torch.is_grad_enabled()
+        qa, qb = self._split(q)
+        pa, pb = self._split(p)
+        with torch.enable_grad():
+            qa = qa if qa.requires_grad else qa.detach().requires_grad_(True)
+            s, t = self._shift_log_scale(qa)
+            Qb = qb * s.exp() + t
+            Pb = pb * (-s).exp()
+            Pa = pa - self._lift(qa, qb, pb, Pb, s, t, create)
+        if not create:
+            qa, Qb, Pb = qa.detach(), Qb.detach(), Pb.detach()
+        return self._join(Pa, Pb), self._join(qa, Qb)
+
+    def inverse(self, P: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
+        create = torch.is_grad_enabled()
+        qa, Qb = self._split(Q)
+        Pa, Pb = self._split(P)
+        with torch.enable_grad():
+            qa = qa if qa.requires_grad else qa.detach().requires_grad_(True)
+            s, t = self._shift_log_scale(qa)
+            qb = (Qb - t) * (-s).exp()
+            pb = Pb * s.exp()
+            pa = Pa + self._lift(qa, qb, pb, Pb, s, t, create)
+        if not create:
+            qa, qb, pb = qa.detach(), qb.detach(), pb.detach()
+        return self._join(pa, pb), self._join(qa, qb)
+
+    def transform_positions(self, q: Tensor) -> Tensor:
+        qa, qb = self._split(q)
+        s, t = self._shift_log_scale(qa)
+        return self._join(qa, qb * s.exp() + t)

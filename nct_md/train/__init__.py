@@ -1,0 +1,17 @@
+"""Training: objectives (:mod:`~nct_md.train.losses`) and a loop (:class:`Trainer`)."""
+
+from nct_md.train.losses import (
+    FreeEnergyEstimate,
+    free_energy_estimate,
+    negative_log_likelihood,
+    variational_free_energy,
+)
+from nct_md.train.trainer import Trainer
+
+__all__ = [
+    "FreeEnergyEstimate",
+    "Trainer",
+    "free_energy_estimate",
+    "negative_log_likelihood",
+    "variational_free_energy",
+]
