@@ -58,6 +58,13 @@ class AffineCoupling(SymplecticLayer):
         self.n_b = idx_b.numel()
         self.max_log_scale = max_log_scale
         self.conditioner = mlp(idx_a.numel(), 2 * self.n_b, hidden, depth)
+        # Typical size of each coordinate: the conditioner sees q_a / scale_a and its shift is
+        # t * scale_b, so coordinates of any units train alike. Set by set_feature_scale.
+        self.register_buffer("feature_scale", torch.ones(mask.numel()))
+
+    def set_feature_scale(self, scale: Tensor) -> None:
+        """Set the typical size ``(n,)`` of each input coordinate (e.g. its standard deviation)."""
+        self.feature_scale.copy_(torch.as_tensor(scale, dtype=self.feature_scale.dtype))
 
     def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return x[:, self.idx_a], x[:, self.idx_b]
@@ -66,8 +73,9 @@ class AffineCoupling(SymplecticLayer):
         return torch.cat([xa, xb], dim=1)[:, self.unsplit]
 
     def _shift_log_scale(self, qa: Tensor) -> tuple[Tensor, Tensor]:
-        raw_s, t = self.conditioner(qa).split(self.n_b, dim=1)
-        return self.max_log_scale * torch.tanh(raw_s / self.max_log_scale), t
+        scale_a, scale_b = self._split(self.feature_scale[None])
+        raw_s, t = self.conditioner(qa / scale_a).split(self.n_b, dim=1)
+        return self.max_log_scale * torch.tanh(raw_s / self.max_log_scale), t * scale_b
 
     def _lift(self, qa: Tensor, qb: Tensor, pb: Tensor, Pb: Tensor, s: Tensor, t: Tensor,
               create_graph: bool) -> Tensor:

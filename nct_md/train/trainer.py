@@ -48,6 +48,13 @@ class Trainer:
         resume from if it exists.
     progress : bool
         Show a tqdm progress bar with the loss.
+    evaluate : callable, optional
+        ``evaluate() -> float``, a validation loss, called every ``eval_every`` steps. The
+        parameters with the lowest value are restored at the end (early stopping).
+    eval_every : int
+        Steps between evaluations (e.g. one epoch).
+    patience : int, optional
+        Stop after this many evaluations without improvement.
     """
 
     def __init__(self, module: nn.Module, loss_fn: LossFn, steps: int, lr: float = 1e-3,
@@ -56,7 +63,8 @@ class Trainer:
                  grad_clip: float | None = None,
                  seed: int | None = None, generator: torch.Generator | None = None,
                  checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 100,
-                 progress: bool = True):
+                 progress: bool = True, evaluate: Callable[[], float] | None = None,
+                 eval_every: int = 100, patience: int | None = None):
         self.module = module
         self.loss_fn = loss_fn
         self.steps = steps
@@ -66,6 +74,11 @@ class Trainer:
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.checkpoint_every = checkpoint_every
         self.progress = progress
+        self.evaluate = evaluate
+        self.eval_every = eval_every
+        self.patience = patience
+        self.best: dict | None = None  # {"value", "step", "module"} of the best evaluation
+        self.bad_evaluations = 0
         groups = list(param_groups) if param_groups is not None else [
             {"params": [p for p in module.parameters() if p.requires_grad]}]
         self.optimizer = torch.optim.AdamW(groups, lr=lr, betas=betas,
@@ -88,6 +101,8 @@ class Trainer:
             "step": self.step,
             "history": self.history,
             "torch_rng": torch.get_rng_state(),
+            "best": self.best,
+            "bad_evaluations": self.bad_evaluations,
         }
         if self.generator is not None:
             state["generator"] = self.generator.get_state()
@@ -101,6 +116,8 @@ class Trainer:
         self.step = int(state["step"])
         self.history = list(state["history"])
         torch.set_rng_state(state["torch_rng"])
+        self.best = state.get("best")
+        self.bad_evaluations = int(state.get("bad_evaluations", 0))
         if self.generator is not None and "generator" in state:
             self.generator.set_state(state["generator"])
 
@@ -136,8 +153,30 @@ class Trainer:
             self.history.append(record)
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.4g}")
-            if self.step % self.checkpoint_every == 0 or self.step == self.steps:
+            stop = False
+            if self.evaluate is not None and (self.step % self.eval_every == 0
+                                              or self.step == self.steps):
+                stop = self._evaluate(record)
+            if stop or self.step % self.checkpoint_every == 0 or self.step == self.steps:
                 self.save_checkpoint()
+            if stop:
+                break
         bar.close()
+        if self.best is not None:
+            self.module.load_state_dict(self.best["module"])
         self.module.eval()
         return self.history
+
+    def _evaluate(self, record: dict[str, float]) -> bool:
+        """Run the validation, keep the best parameters; True when patience is exhausted."""
+        self.module.eval()
+        value = float(self.evaluate())
+        self.module.train()
+        record["validation"] = value
+        if self.best is None or value < self.best["value"]:
+            state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+            self.best = {"value": value, "step": self.step, "module": state}
+            self.bad_evaluations = 0
+        else:
+            self.bad_evaluations += 1
+        return self.patience is not None and self.bad_evaluations >= self.patience

@@ -1,0 +1,63 @@
+"""``nct-md simulate``: Langevin MD of a PDB with OpenMM, saved with velocities."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from nct_md.md.simulate import DEFAULT_TIMESTEP_FS, FORCEFIELDS, simulate
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the ``simulate`` sub-command."""
+    parser = subparsers.add_parser(
+        "simulate",
+        help="run OpenMM Langevin MD and write positions and velocities (mdtraj HDF5)",
+        description="Run Langevin dynamics (LangevinMiddleIntegrator, friction 1/ps) of a PDB "
+        "in vacuum or OBC implicit solvent and write an mdtraj HDF5 trajectory with positions "
+        "(nm), velocities (nm/ps) and energies. The structure is minimised and equilibrated "
+        "before frames are saved.",
+    )
+    parser.add_argument("--pdb", required=True, help="structure with all hydrogens (.pdb/.cif)")
+    parser.add_argument("--out", required=True, help="output trajectory, .h5")
+    parser.add_argument("--forcefield", default="amber99sbildn", choices=sorted(FORCEFIELDS),
+                        help="force field (default: amber99sbildn)")
+    parser.add_argument("--solvent", default="obc", choices=("obc", "vacuum"),
+                        help="OBC implicit solvent or vacuum (default: obc)")
+    parser.add_argument("--temperature", type=float, default=300.0,
+                        help="temperature in K (default: 300)")
+    parser.add_argument("--ns", type=float, default=1.0,
+                        help="production length in ns (default: 1)")
+    parser.add_argument("--save-every-ps", type=float, default=1.0,
+                        help="frame spacing in ps (default: 1)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="random seed (default: random, reported at the end)")
+    parser.add_argument("--constraints", default="hbonds", choices=("hbonds", "none"),
+                        help="constrain bonds to hydrogen or nothing (default: hbonds)")
+    parser.add_argument("--timestep-fs", type=float, default=None,
+                        help="time step in fs (default: "
+                        + ", ".join(f"{v:g} with {k}" for k, v in DEFAULT_TIMESTEP_FS.items())
+                        + ")")
+    parser.add_argument("--platform", default=None,
+                        help="OpenMM platform (default: the fastest, measured at start)")
+    parser.add_argument("--start", default=None, metavar="FRAME_PDB",
+                        help="starting positions for the same atoms (default: the --pdb ones)")
+    parser.add_argument("--equilibrate-ps", type=float, default=10.0,
+                        help="unsaved equilibration in ps after minimisation (default: 10)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Run the simulation and print a one-line JSON summary on stdout."""
+    summary = simulate(
+        pdb=args.pdb, out=args.out, forcefield=args.forcefield, solvent=args.solvent,
+        temperature=args.temperature, ns=args.ns, save_every_ps=args.save_every_ps,
+        seed=args.seed, constraints=args.constraints, timestep_fs=args.timestep_fs,
+        platform=args.platform, start=args.start, equilibrate_ps=args.equilibrate_ps,
+        overwrite=args.overwrite, progress=not args.quiet,
+    )
+    keys = ("out", "n_frames", "n_atoms", "temperature", "solvent", "constraints",
+            "timestep_fs", "platform", "seed", "ns_per_day", "wall_s")
+    print(json.dumps({key: summary[key] for key in keys}))

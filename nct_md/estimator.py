@@ -1,0 +1,204 @@
+"""The NCT estimator: fit a model to MD phase-space data by maximum likelihood.
+
+Follows deeptime's estimator/model split: ``NCT(...).fit(data)`` returns the estimator and
+``fetch_model()`` an independent :class:`~nct_md.model.NCTModel`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+
+import numpy as np
+import torch
+
+from nct_md import __version__
+from nct_md.errors import NCTInputError
+from nct_md.latent import HarmonicLatent
+from nct_md.md.phase import PhaseSpaceData
+from nct_md.model import NCTModel, Preprocessing, build_flow
+from nct_md.train import Trainer, negative_log_likelihood
+
+
+def validation_split(data: PhaseSpaceData, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Frame indices ``(train, validation)``, split by trajectory or else by time block.
+
+    With three or more trajectories, whole trajectories (every k-th) are held out until about
+    ``fraction`` of the frames are; otherwise the last ``fraction`` of each trajectory is. Either
+    way validation frames are never neighbours in time of training frames except at one cut.
+    """
+    if not 0 < fraction < 1:
+        raise NCTInputError(f"validation fraction must be in (0, 1), got {fraction}")
+    bounds = data.boundaries
+    if data.n_traj >= 3:
+        step = max(2, round(1 / fraction))
+        held = set(range(step - 1, data.n_traj, step))
+        ranges = [(k, np.arange(bounds[k], bounds[k + 1])) for k in range(data.n_traj)]
+        train = np.concatenate([r for k, r in ranges if k not in held])
+        val = np.concatenate([r for k, r in ranges if k in held])
+    else:
+        train_parts, val_parts = [], []
+        for k in range(data.n_traj):
+            start, stop = int(bounds[k]), int(bounds[k + 1])
+            cut = stop - max(1, int(round(fraction * (stop - start))))
+            train_parts.append(np.arange(start, cut))
+            val_parts.append(np.arange(cut, stop))
+        train, val = np.concatenate(train_parts), np.concatenate(val_parts)
+    if len(train) < 2 or len(val) < 1:
+        raise NCTInputError(f"too few frames ({len(data)}) to hold out a validation set")
+    return train, val
+
+
+class NCT:
+    """Maximum-likelihood neural canonical transformation of MD phase-space data.
+
+    Parameters
+    ----------
+    n_couplings : int
+        Affine-coupling point transformations in the flow (a linear point transform follows).
+    hidden, depth : int
+        Width and hidden layers of each coupling's conditioner.
+    epochs : int
+        Passes over the training frames (early stopping may end sooner).
+    batch_size : int
+    lr : float
+        Peak learning rate (cosine schedule); frequencies get no weight decay.
+    weight_decay : float
+        AdamW weight decay of the network weights.
+    validation_fraction : float
+        Share of frames held out (by trajectory or time block) for early stopping.
+    patience : int
+        Epochs without validation improvement before stopping.
+    seed : int
+    device : str or torch.device
+    dtype : torch.dtype
+        float32 (default) or float64.
+    checkpoint : path, optional
+        Resumable training state, written every epoch.
+    progress : bool
+        tqdm progress bar.
+    """
+
+    def __init__(self, n_couplings: int = 6, hidden: int = 64, depth: int = 2, epochs: int = 30,
+                 batch_size: int = 256, lr: float = 2e-3, weight_decay: float = 1e-5,
+                 validation_fraction: float = 0.2, patience: int = 6, seed: int = 0,
+                 device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                 checkpoint: str | os.PathLike | None = None, progress: bool = True):
+        if epochs < 1 or batch_size < 1 or n_couplings < 0:
+            raise NCTInputError("epochs and batch_size must be positive, n_couplings >= 0")
+        self.architecture = {"kind": "point_flow", "n_couplings": n_couplings,
+                             "hidden": hidden, "depth": depth, "linear": True}
+        self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
+        self.weight_decay = weight_decay
+        self.validation_fraction, self.patience = validation_fraction, patience
+        self.seed, self.device, self.dtype = seed, torch.device(device), dtype
+        self.checkpoint, self.progress = checkpoint, progress
+        self.history: list[dict[str, float]] = []
+        self._model: NCTModel | None = None
+
+    def _initial_model(self, data: PhaseSpaceData, train: np.ndarray) -> NCTModel:
+        """The best Gaussian model of the training frames: principal axes and their widths."""
+        pre = Preprocessing(data.reference, data.masses, data.temperature)
+        internal = (data.q[train].double() * pre.sqrt_m) @ pre.basis  # (n, d)
+        mean = internal.mean(0)
+        cov = torch.cov(internal.T)
+        variances, axes = torch.linalg.eigh(cov)
+        order = torch.argsort(variances, descending=True)
+        pre = Preprocessing(data.reference, data.masses, data.temperature,
+                            mean=mean.numpy(), axes=axes[:, order].numpy())
+        widths = pre.positions(data.q[train].double()).std(0)  # ps, slowest first
+        architecture = {**self.architecture, "n": pre.n_dof}
+        flow = build_flow(architecture)
+        for layer in flow.layers:
+            if hasattr(layer, "set_feature_scale"):
+                layer.set_feature_scale(widths)
+        latent = HarmonicLatent(pre.n_dof, 1.0 / widths)
+        metadata = {
+            "nct_md_version": __version__,
+            "atom_indices": [int(i) for i in data.atom_indices],
+            "atom_names": list(data.atom_names),
+            "temperature": float(data.temperature),
+            "units": {"positions": "nm", "momenta": "amu nm/ps", "frequencies": "1/ps (angular)",
+                      "cvs": "ps (latent Q: mass-weighted nm / sqrt(kT))", "energy": "kJ/mol"},
+            "data": {k: v for k, v in data.metadata.items() if k != "units"},
+            "constraints_handling": (
+                "no constrained bonds inside the selection" if not
+                data.metadata.get("n_constrained_in_selection") else
+                "constrained bonds inside the selection: their directions are nearly degenerate"),
+        }
+        model = NCTModel(pre, flow, latent, architecture, metadata)
+        return model.to(device=self.device, dtype=self.dtype)
+
+    def fit(self, data: PhaseSpaceData, validation: PhaseSpaceData | None = None) -> NCT:
+        """Fit to ``data``; validation frames are held out of it unless given separately."""
+        if data.metadata.get("n_constrained_in_selection"):
+            raise NCTInputError(
+                f"the selection holds {data.metadata['n_constrained_in_selection']} bonds that "
+                "were constrained in the simulation (HBonds), which makes the density "
+                "degenerate; select heavy atoms (--select heavy) or use unconstrained data")
+        torch.manual_seed(self.seed)
+        generator = torch.Generator().manual_seed(self.seed)
+        if validation is None:
+            train, val = validation_split(data, self.validation_fraction)
+            val_p, val_q = data.p[val], data.q[val]
+        else:
+            train = np.arange(len(data))
+            val_p, val_q = validation.p, validation.q
+        model = self._initial_model(data, train)
+        to = {"device": self.device, "dtype": self.dtype}
+        q_train, p_all = data.q[train].to(**to), data
+        val_p, val_q = val_p.to(**to), val_q.to(**to)
+        steps_per_epoch = max(1, len(train) // self.batch_size)
+        state = {"epoch": -1, "order": None, "p": data.p[train].to(**to)}
+
+        def loss(step: int):
+            epoch, k = divmod(step, steps_per_epoch)
+            if epoch != state["epoch"]:
+                state["epoch"] = epoch
+                state["order"] = torch.randperm(len(train), generator=generator)
+                if not data.has_velocities:
+                    state["p"] = p_all.resample_momenta(generator)[train].to(**to)
+            idx = state["order"][k * self.batch_size:(k + 1) * self.batch_size]
+            nll = negative_log_likelihood(model.flow, model.latent,
+                                          *model.preprocessing(state["p"][idx], q_train[idx]))
+            return nll, {"epoch": epoch}
+
+        @torch.no_grad()
+        def evaluate() -> float:
+            total = 0.0
+            for start in range(0, len(val_q), 4096):
+                sl = slice(start, start + 4096)
+                with torch.enable_grad():
+                    nll = negative_log_likelihood(model.flow, model.latent,
+                                                  *model.preprocessing(val_p[sl], val_q[sl]))
+                total += float(nll.detach()) * len(val_q[sl])
+            return total / len(val_q)
+
+        groups = [{"params": [p for n, p in model.named_parameters()
+                              if not n.startswith("latent.")]},
+                  {"params": list(model.latent.parameters()), "weight_decay": 0.0}]
+        trainer = Trainer(model, loss, steps=self.epochs * steps_per_epoch, lr=self.lr,
+                          param_groups=groups, weight_decay=self.weight_decay, seed=self.seed,
+                          generator=generator, checkpoint=self.checkpoint,
+                          checkpoint_every=steps_per_epoch, progress=self.progress,
+                          evaluate=evaluate, eval_every=steps_per_epoch, patience=self.patience)
+        self.history = trainer.fit()
+        best = trainer.best or {"value": math.nan, "step": trainer.step}
+        model.metadata["training"] = {
+            "n_train_frames": int(len(train)), "n_validation_frames": int(len(val_q)),
+            "epochs_run": int(math.ceil(trainer.step / steps_per_epoch)),
+            "best_epoch": int(best["step"] // steps_per_epoch),
+            "validation_nll": float(best["value"]), "seed": self.seed,
+            "hyperparameters": {"epochs": self.epochs, "batch_size": self.batch_size,
+                                "lr": self.lr, "weight_decay": self.weight_decay,
+                                "patience": self.patience},
+        }
+        self._model = model
+        return self
+
+    def fetch_model(self) -> NCTModel:
+        """An independent copy of the fitted model."""
+        if self._model is None:
+            raise RuntimeError("call fit(data) before fetch_model()")
+        return copy.deepcopy(self._model)

@@ -1,0 +1,398 @@
+"""Reading MD trajectories: every format mdtraj reads, one trajectory per file, streamed in chunks.
+
+Public API
+----------
+load(paths, top, select, stride)
+    Whole files in memory, one ``mdtraj.Trajectory`` per file (never concatenated).
+iterload(paths, top, select, chunk, stride)
+    The same frames, streamed as ``(traj_index, chunk)`` pairs for files larger than memory.
+resolve_selection(topology, select)
+    Atom indices for an mdtraj selection string or one of the shortcuts ``all``, ``heavy``,
+    ``backbone``.
+read_provenance(path)
+    The settings ``nct-md simulate`` stored in an HDF5 trajectory (empty dict otherwise).
+
+Velocities
+----------
+Every trajectory returned by :func:`load` / :func:`iterload` carries an extra attribute
+``velocities``: an ``(n_frames, n_selected_atoms, 3)`` float32 array in nm/ps when the file stores
+velocities (mdtraj HDF5, as written by ``nct-md simulate``), otherwise ``None``. It also carries
+``atom_indices`` (the selected atoms' indices in the file's topology) and ``selection`` (the
+selection string). mdtraj operations that build a new Trajectory (slicing, ``join``) drop these
+attributes.
+
+Times are in ps as stored in the file. Formats without frame times (DCD, XYZ, mdcrd) get the
+frame number from mdtraj; pass ``dt_ps`` to set ``time = frame_number * dt_ps`` instead.
+
+Streaming (bounded memory) is native for HDF5, DCD, XTC, TRR, NetCDF, XYZ and mdcrd; the other
+formats (PDB, GRO, ...) are read whole and then cut into chunks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import mdtraj as md
+import numpy as np
+import tables
+from mdtraj.formats.registry import FormatRegistry
+
+from nct_md.errors import NCTInputError
+
+PathLike = str | Path
+
+#: Selection shortcuts, as mdtraj selection strings (``heavy`` also drops virtual sites).
+SHORTCUTS = {
+    "all": "all",
+    "heavy": "not element H and mass > 0.5",
+    "backbone": "backbone",
+}
+
+#: Formats read through mdtraj file objects that stream ``read_as_traj(n_frames=...)``.
+_STREAMED = {".dcd", ".xtc", ".trr", ".nc", ".ncdf", ".netcdf", ".xyz", ".xyz.gz", ".mdcrd",
+             ".crd"}
+_HDF5 = {".h5", ".hdf5"}
+_TOPOLOGY_EXTS = {".pdb", ".pdb.gz", ".h5", ".hdf5", ".lh5", ".prmtop", ".parm7", ".prm7", ".psf",
+                  ".gro", ".mol2", ".cif", ".cif.gz", ".pdbx", ".pdbx.gz", ".mmcif", ".mmcif.gz",
+                  ".hoomdxml", ".arc", ".gsd"}
+#: what mdtraj's and PyTables' readers raise on truncated or corrupt files
+_READ_ERRORS = (OSError, ValueError, RuntimeError, EOFError, KeyError, IndexError, AttributeError)
+#: Name of the HDF5 root attribute that holds ``nct-md simulate`` settings as JSON.
+PROVENANCE_ATTR = "nct_md_simulation"
+
+
+def extension(path: PathLike) -> str:
+    """Return the lower-case mdtraj extension of ``path`` (``.pdb.gz`` counts as one)."""
+    name = Path(path).name.lower()
+    suffixes = sorted(FormatRegistry.loaders, key=len, reverse=True)
+    for suffix in suffixes:
+        if name.endswith(suffix):
+            return suffix
+    return Path(name).suffix
+
+
+def _check_file(path: PathLike, kinds: set[str] | None = None, what: str = "trajectory") -> str:
+    """Raise NCTInputError unless ``path`` exists and has a readable extension; return it."""
+    path = Path(path)
+    if not path.is_file():
+        raise NCTInputError(f"{what} file '{path}' not found; check the path")
+    ext = extension(path)
+    allowed = kinds if kinds is not None else set(FormatRegistry.loaders)
+    if ext not in allowed:
+        raise NCTInputError(
+            f"unknown {what} extension '{ext or path.name}' for '{path}'; "
+            f"use one of {', '.join(sorted(allowed))}"
+        )
+    return ext
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of an exception message (C readers return long multi-line traces)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def load_topology(top: PathLike | md.Topology | md.Trajectory | None,
+                  paths: Sequence[PathLike] = ()) -> md.Topology:
+    """Return an mdtraj topology from ``top``, or from the first trajectory if ``top`` is None.
+
+    Parameters
+    ----------
+    top : path, mdtraj.Topology, mdtraj.Trajectory or None
+        Topology file (PDB, prmtop, psf, gro, HDF5, mol2, mmCIF, ...). ``None`` works when the
+        first trajectory file carries its own topology (HDF5, PDB, GRO).
+    paths : sequence of paths
+        The trajectory files, used only when ``top`` is None.
+    """
+    if isinstance(top, md.Trajectory):
+        return top.topology
+    if isinstance(top, md.Topology):
+        return top
+    if top is None:
+        if not paths or extension(paths[0]) not in _TOPOLOGY_EXTS:
+            raise NCTInputError(
+                f"'{paths[0] if paths else '?'}' carries no topology; pass a topology file "
+                "(PDB, prmtop, psf, gro, HDF5) with --top / top="
+            )
+        top = paths[0]
+    ext = _check_file(top, _TOPOLOGY_EXTS, what="topology")
+    try:
+        if ext in _HDF5:  # without reading a frame, so that frame-less files get a clear error
+            with md.formats.HDF5TrajectoryFile(str(top)) as handle:
+                topology = handle.topology
+            if topology is None:
+                raise NCTInputError(f"'{top}' holds no topology; pass a topology file with --top")
+            return topology
+        return md.load_topology(str(top))
+    except NCTInputError:
+        raise
+    except _READ_ERRORS as exc:
+        raise NCTInputError(
+            f"cannot read topology '{top}': {_one_line(exc)}; check that it is a valid file"
+        ) from exc
+
+
+def resolve_selection(topology: md.Topology, select: str | Sequence[int] | np.ndarray = "all",
+                      min_atoms: int = 3) -> np.ndarray:
+    """Atom indices picked by a selection.
+
+    Parameters
+    ----------
+    topology : mdtraj.Topology
+    select : str or sequence of int
+        An mdtraj selection string (e.g. ``"resname ALA and not element H"``), one of the
+        shortcuts ``all``, ``heavy`` (no hydrogens or virtual sites), ``backbone`` (mdtraj's
+        protein backbone: N, CA, C, O), or explicit atom indices.
+    min_atoms : int
+        Fewest atoms accepted; 3 is the fewest with internal degrees of freedom left after
+        removing rigid-body motion.
+
+    Returns
+    -------
+    numpy.ndarray
+        Sorted unique int64 atom indices, shape ``(n_selected,)``.
+    """
+    if isinstance(select, str):
+        expression = SHORTCUTS.get(select.strip().lower(), select)
+        try:
+            indices = topology.select(expression)
+        except (ValueError, KeyError, TypeError, SyntaxError) as exc:
+            raise NCTInputError(
+                f"invalid atom selection '{select}': {_one_line(exc)}; use mdtraj's selection "
+                "language or one of all, heavy, backbone"
+            ) from exc
+    else:
+        indices = np.asarray(select, dtype=np.int64).ravel()
+        if indices.size and (indices.min() < 0 or indices.max() >= topology.n_atoms):
+            raise NCTInputError(
+                f"atom indices must lie in [0, {topology.n_atoms}); got {indices.min()}.."
+                f"{indices.max()}; check the selection against the topology"
+            )
+    indices = np.unique(np.asarray(indices, dtype=np.int64))
+    if indices.size == 0:
+        raise NCTInputError(
+            f"atom selection '{select}' matches no atom of the topology ({topology.n_atoms} atoms);"
+            " check atom and residue names, e.g. select='heavy'"
+        )
+    if indices.size < min_atoms:
+        raise NCTInputError(
+            f"atom selection '{select}' leaves {indices.size} atom(s); at least {min_atoms} are "
+            "needed for internal motion after rigid-body removal, select more atoms"
+        )
+    return indices
+
+
+def _n_atoms_in_file(path: Path, ext: str) -> int | None:
+    """Number of atoms stored in a trajectory file, or None if the reader cannot tell cheaply."""
+    if ext in _HDF5:
+        with md.formats.HDF5TrajectoryFile(str(path)) as handle:
+            if "coordinates" not in handle.root:
+                raise NCTInputError(f"'{path}' has no frames; check that the simulation wrote "
+                                    "output")
+            return int(handle.root.coordinates.shape[1])
+    if ext in _STREAMED and ext not in {".mdcrd", ".crd"}:
+        with md.open(str(path)) as handle:
+            first = handle.read(n_frames=1)
+            shape = np.shape(first[0] if isinstance(first, tuple) else first)
+            del first  # NetCDF arrays map the file: release them before it closes
+        return int(shape[1]) if len(shape) == 3 and shape[0] else None
+    return None
+
+
+def _raw_chunks(path: Path, ext: str, topology: md.Topology, atoms: np.ndarray | None,
+                chunk: int, stride: int) -> Iterator[tuple[md.Trajectory, np.ndarray | None]]:
+    """Yield ``(trajectory_chunk, velocities_or_None)`` from one file, ``chunk`` frames each."""
+    sub = topology if atoms is None else topology.subset(atoms)
+    if ext in _HDF5:
+        with md.formats.HDF5TrajectoryFile(str(path)) as handle:
+            while True:
+                frames = handle.read(n_frames=chunk * stride, stride=stride, atom_indices=atoms)
+                if len(frames) == 0 or len(frames.coordinates) == 0:
+                    return
+                traj = md.Trajectory(frames.coordinates, sub, time=frames.time,
+                                     unitcell_lengths=frames.cell_lengths,
+                                     unitcell_angles=frames.cell_angles)
+                yield traj, frames.velocities
+    elif ext in _STREAMED:
+        kwargs = {"n_atoms": topology.n_atoms} if ext in {".mdcrd", ".crd"} else {}
+        with md.open(str(path), **kwargs) as handle:
+            while True:
+                traj = handle.read_as_traj(topology, n_frames=chunk, stride=stride,
+                                           atom_indices=atoms)
+                if len(traj) == 0:
+                    return
+                yield traj, None
+    else:
+        kwargs = {} if ext in _TOPOLOGY_EXTS else {"top": topology}
+        whole = md.load(str(path), stride=stride, **kwargs)
+        if whole.n_atoms != topology.n_atoms:
+            raise NCTInputError(
+                f"'{path}' has {whole.n_atoms} atoms but the topology has {topology.n_atoms}; "
+                "use the topology the trajectory was written with"
+            )
+        xyz = whole.xyz if atoms is None else whole.xyz[:, atoms]
+        for start in range(0, len(whole), chunk):
+            part = slice(start, start + chunk)
+            cell = whole.unitcell_lengths is not None
+            yield md.Trajectory(xyz[part], sub, time=whole.time[part],
+                                unitcell_lengths=whole.unitcell_lengths[part] if cell else None,
+                                unitcell_angles=whole.unitcell_angles[part] if cell else None
+                                ), None
+
+
+def _iter_file(path: PathLike, topology: md.Topology, atoms: np.ndarray, selection: str,
+               chunk: int, stride: int, dt_ps: float | None
+               ) -> Iterator[md.Trajectory]:
+    """Validated chunks of one file, with ``velocities``/``atom_indices``/``selection`` set."""
+    path = Path(path)
+    ext = _check_file(path)
+    read_atoms = None if atoms.size == topology.n_atoms else atoms
+    n_frames = 0
+    try:
+        n_file = _n_atoms_in_file(path, ext)
+        if n_file is not None and n_file != topology.n_atoms:
+            raise NCTInputError(
+                f"'{path}' has {n_file} atoms but the topology has {topology.n_atoms}; "
+                "use the topology the trajectory was written with"
+            )
+        for traj, velocities in _raw_chunks(path, ext, topology, read_atoms, chunk, stride):
+            bad = ~np.isfinite(traj.xyz).all(axis=(1, 2))
+            if velocities is not None:
+                bad |= ~np.isfinite(velocities).all(axis=(1, 2))
+            if bad.any():
+                frame = (n_frames + int(np.argmax(bad))) * stride
+                raise NCTInputError(
+                    f"'{path}' frame {frame} has NaN or infinite coordinates or velocities; "
+                    "remove the broken frames (the simulation probably blew up)"
+                )
+            if dt_ps is not None:
+                traj.time = (n_frames + np.arange(len(traj))) * stride * float(dt_ps)
+            traj.velocities = None if velocities is None else velocities.astype(np.float32)
+            traj.atom_indices = atoms
+            traj.selection = selection
+            n_frames += len(traj)
+            yield traj
+    except NCTInputError:
+        raise
+    except _READ_ERRORS as exc:
+        if "same atoms" in str(exc) or "xyz must be shape" in str(exc):
+            raise NCTInputError(
+                f"'{path}' does not match the topology ({topology.n_atoms} atoms); "
+                "use the topology the trajectory was written with"
+            ) from exc
+        raise NCTInputError(
+            f"cannot read '{path}' ({_one_line(exc)}); the file is truncated, corrupt or not "
+            f"a {ext} file"
+        ) from exc
+    if n_frames == 0:
+        raise NCTInputError(f"'{path}' has no frames; check that the simulation wrote output")
+
+
+def as_paths(paths: PathLike | Sequence[PathLike]) -> list[PathLike]:
+    """One path or a sequence of paths, as a non-empty list."""
+    listed = [paths] if isinstance(paths, str | Path) else list(paths)
+    if not listed:
+        raise NCTInputError("no trajectory files given; pass at least one file")
+    return listed
+
+
+def _check_reading(stride: int, chunk: int, dt_ps: float | None) -> None:
+    """Raise NCTInputError for a non-positive stride, chunk or frame spacing."""
+    if int(stride) != stride or stride < 1:
+        raise NCTInputError(f"stride must be a positive integer, got {stride}")
+    if int(chunk) != chunk or chunk < 1:
+        raise NCTInputError(f"chunk must be a positive integer, got {chunk}")
+    if dt_ps is not None and not (np.isfinite(dt_ps) and dt_ps > 0):
+        raise NCTInputError(f"dt_ps must be a positive number of ps, got {dt_ps}")
+
+
+def iterload(paths: PathLike | Sequence[PathLike],
+             top: PathLike | md.Topology | md.Trajectory | None = None,
+             select: str | Sequence[int] = "all", chunk: int = 10_000, stride: int = 1,
+             dt_ps: float | None = None) -> Iterator[tuple[int, md.Trajectory]]:
+    """Stream trajectories chunk by chunk, without ever holding a whole file in memory.
+
+    Parameters
+    ----------
+    paths : path or sequence of paths
+        Trajectory files in any mdtraj format; each file is one trajectory.
+    top : path, mdtraj.Topology, mdtraj.Trajectory or None
+        Topology for all files (None: taken from the first file if it carries one).
+    select : str or sequence of int
+        Atom selection (see :func:`resolve_selection`).
+    chunk : int
+        Frames per chunk (after striding).
+    stride : int
+        Keep every ``stride``-th frame of each file.
+    dt_ps : float, optional
+        Frame spacing in ps of the files; overrides the stored times.
+
+    Yields
+    ------
+    (int, mdtraj.Trajectory)
+        Index of the file in ``paths`` and the next chunk of it (selected atoms only, with
+        ``velocities``, ``atom_indices`` and ``selection`` attributes; see the module docstring).
+    """
+    paths = as_paths(paths)
+    _check_reading(stride, chunk, dt_ps)
+    for path in paths:
+        _check_file(path)
+    topology = load_topology(top, paths)
+    atoms = resolve_selection(topology, select)
+    selection = select if isinstance(select, str) else "indices"
+    for index, path in enumerate(paths):
+        for traj in _iter_file(path, topology, atoms, selection, int(chunk), int(stride), dt_ps):
+            yield index, traj
+
+
+def load(paths: PathLike | Sequence[PathLike],
+         top: PathLike | md.Topology | md.Trajectory | None = None,
+         select: str | Sequence[int] = "all", stride: int = 1,
+         dt_ps: float | None = None) -> list[md.Trajectory]:
+    """Load trajectories, one ``mdtraj.Trajectory`` per file (never concatenated).
+
+    Parameters are those of :func:`iterload` (without ``chunk``).
+
+    Returns
+    -------
+    list of mdtraj.Trajectory
+        One per file, selected atoms only, positions in nm, ``time`` in ps, with attributes
+        ``velocities`` (``(n_frames, n_atoms, 3)`` float32 nm/ps, or None when the file has none),
+        ``atom_indices`` and ``selection``.
+    """
+    paths = as_paths(paths)
+    chunks: list[list[md.Trajectory]] = [[] for _ in paths]
+    for index, traj in iterload(paths, top, select, chunk=100_000, stride=stride, dt_ps=dt_ps):
+        chunks[index].append(traj)
+    trajs = []
+    for parts in chunks:
+        whole = parts[0] if len(parts) == 1 else md.join(parts, check_topology=False)
+        velocities = [part.velocities for part in parts]
+        whole.velocities = (None if any(v is None for v in velocities)
+                            else np.concatenate(velocities))
+        whole.atom_indices = parts[0].atom_indices
+        whole.selection = parts[0].selection
+        trajs.append(whole)
+    return trajs
+
+
+def read_provenance(path: PathLike) -> dict:
+    """Settings stored by ``nct-md simulate`` in an HDF5 trajectory.
+
+    Returns
+    -------
+    dict
+        Keys such as ``temperature`` (K), ``constraints``, ``forcefield``, ``solvent``,
+        ``timestep_fs``; empty for files not written by ``nct-md simulate``.
+    """
+    path = Path(path)
+    if extension(path) not in _HDF5 or not path.is_file():
+        return {}
+    with tables.open_file(str(path), "r") as handle:
+        attrs = handle.root._v_attrs
+        if PROVENANCE_ATTR not in attrs._v_attrnames:
+            return {}
+        raw = attrs[PROVENANCE_ATTR]
+    return json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))

@@ -1,0 +1,255 @@
+"""NCTModel: preprocessing + configuration-separable symplectic flow + harmonic latent.
+
+The only module that joins molecules and networks. Users pass physical units (nm, amu nm/ps,
+Cartesian coordinates of the selected atoms, superposed and rigid-body-free as produced by
+:mod:`nct_md.md.phase`); the model works in its own coordinates:
+
+``x_q = R^T (C^T sqrt(m) q - mean) / sqrt(kT)`` (ps) and ``x_p = R^T C^T (p / sqrt(m)) / sqrt(kT)``
+(dimensionless), with ``C`` the internal (rigid-body-free) basis and ``R`` the principal axes of
+the training data. Mass weighting and the orthogonal maps are point transformations; the common
+``1/sqrt(kT)`` is a constant rescaling of the symplectic form, so latent frequencies ``w`` keep
+their physical meaning, angular frequencies in 1/ps.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import mdtraj as md
+import numpy as np
+import torch
+from torch import nn
+
+from nct_md import __version__
+from nct_md.atomic import atomic_path
+from nct_md.errors import NCTInputError
+from nct_md.flows import SymplecticFlow, point_flow
+from nct_md.latent import HarmonicLatent
+from nct_md.md import phase
+
+Tensor = torch.Tensor
+#: Speed of light in cm/ps, to express angular frequencies in wavenumbers.
+C_CM_PER_PS = 0.0299792458
+FORMAT = "nct-md-model"
+
+
+def per_ps_to_wavenumber(w: np.ndarray) -> np.ndarray:
+    """Angular frequency in 1/ps to wavenumber in cm^-1: ``w / (2 pi c)``."""
+    return np.asarray(w) / (2 * np.pi * C_CM_PER_PS)
+
+
+class Preprocessing(nn.Module):
+    """Cartesian ``(p, q)`` of the selection <-> model coordinates ``(x_p, x_q)``.
+
+    Parameters
+    ----------
+    reference : ndarray ``(N, 3)`` nm; masses : ndarray ``(N,)`` amu; temperature : float K
+    mean : ndarray ``(d,)``, optional
+        Mean internal coordinate of the training data (sqrt(amu) nm); default 0.
+    axes : ndarray ``(d, d)``, optional
+        Orthogonal principal axes (columns) of the training data; default identity.
+    """
+
+    def __init__(self, reference: np.ndarray, masses: np.ndarray, temperature: float,
+                 mean: np.ndarray | None = None, axes: np.ndarray | None = None):
+        super().__init__()
+        basis = phase.internal_basis(reference, masses)
+        d = basis.shape[1]
+        sqrt_m = np.sqrt(np.repeat(np.asarray(masses, dtype=np.float64), 3))
+        self.register_buffer("reference", torch.as_tensor(np.asarray(reference, np.float64)))
+        self.register_buffer("masses", torch.as_tensor(np.asarray(masses, np.float64)))
+        self.register_buffer("sqrt_m", torch.as_tensor(sqrt_m))
+        self.register_buffer("basis", torch.as_tensor(basis))
+        self.register_buffer("mean", torch.as_tensor(np.zeros(d) if mean is None else mean))
+        self.register_buffer("axes", torch.as_tensor(np.eye(d) if axes is None else axes))
+        self.register_buffer("sqrt_kT", torch.tensor(np.sqrt(phase.kt(temperature))))
+
+    @property
+    def n_dof(self) -> int:
+        """Internal degrees of freedom ``d`` (3N - 6)."""
+        return self.basis.shape[1]
+
+    def positions(self, q: Tensor) -> Tensor:
+        """``(B, 3N)`` nm -> ``(B, d)`` ps (inputs in the module's dtype)."""
+        internal = (q * self.sqrt_m) @ self.basis - self.mean
+        return (internal @ self.axes) / self.sqrt_kT
+
+    def forward(self, p: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
+        """Cartesian ``(p, q)``, each ``(B, 3N)`` -> model ``(x_p, x_q)``, each ``(B, d)``."""
+        x_p = ((p / self.sqrt_m) @ self.basis @ self.axes) / self.sqrt_kT
+        return x_p, self.positions(q)
+
+    def inverse(self, x_p: Tensor, x_q: Tensor) -> tuple[Tensor, Tensor]:
+        """Model ``(x_p, x_q)`` -> Cartesian ``(p, q)`` (rigid-body-free, reference frame)."""
+        internal = (x_q * self.sqrt_kT) @ self.axes.T + self.mean
+        q = (internal @ self.basis.T) / self.sqrt_m
+        p = ((x_p * self.sqrt_kT) @ self.axes.T @ self.basis.T) * self.sqrt_m
+        return p, q
+
+
+class NCTModel(nn.Module):
+    """A fitted neural canonical transformation of a molecule's phase space.
+
+    Parameters
+    ----------
+    preprocessing : Preprocessing
+    flow : SymplecticFlow
+        Must be configuration-separable for CVs and export.
+    latent : HarmonicLatent
+    architecture : dict
+        JSON-able recipe that rebuilds ``flow`` (see :func:`build_flow`).
+    metadata : dict
+        JSON-able: atom selection (indices, names), temperature, units, constraints, ...
+    """
+
+    def __init__(self, preprocessing: Preprocessing, flow: SymplecticFlow,
+                 latent: HarmonicLatent, architecture: dict, metadata: dict):
+        super().__init__()
+        self.preprocessing = preprocessing
+        self.flow = flow
+        self.latent = latent
+        self.architecture = dict(architecture)
+        self.metadata = dict(metadata)
+
+    # -- phase space -------------------------------------------------------------------------
+    def encode(self, p: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
+        """Cartesian ``(p, q)`` ``(B, 3N)`` -> latent ``(P, Q)`` ``(B, d)`` (model units)."""
+        return self.flow(*self.preprocessing(p, q))
+
+    def decode(self, P: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
+        """Latent ``(P, Q)`` ``(B, d)`` -> Cartesian ``(p, q)`` ``(B, 3N)``, nm and amu nm/ps."""
+        return self.preprocessing.inverse(*self.flow.inverse(P, Q))
+
+    def log_prob(self, p: Tensor, q: Tensor) -> Tensor:
+        """Log-density ``(B,)`` of model coordinates (Cartesian densities differ by a constant)."""
+        P, Q = self.encode(p, q)
+        return self.latent.log_prob(P, Q)
+
+    # -- modes -------------------------------------------------------------------------------
+    @property
+    def frequencies(self) -> np.ndarray:
+        """Latent angular frequencies ascending (slowest first), 1/ps, shape ``(d,)``."""
+        return self.latent.sorted_frequencies().cpu().double().numpy()
+
+    @property
+    def configuration_separable(self) -> bool:
+        return self.flow.configuration_separable
+
+    def check_separable(self) -> None:
+        """Raise if latent positions depend on momenta (CVs would then be undefined)."""
+        if not self.configuration_separable:
+            raise NCTInputError(
+                "this model's flow mixes momenta into the latent positions Q (it contains "
+                "linear-symplectic or leapfrog layers), so Q is not a function of the "
+                "configuration and cannot be a CV; train a point-transformation model")
+
+    def latent_positions(self, q: Tensor) -> Tensor:
+        """All latent positions ``Q`` ``(B, d)`` from Cartesian ``q`` ``(B, 3N)``, slowest first."""
+        self.check_separable()
+        Q = self.flow.transform_positions(self.preprocessing.positions(q))
+        return Q[:, self.latent.slow_order()]
+
+    def cvs(self, q: Tensor, n_cvs: int = 2) -> Tensor:
+        """The ``n_cvs`` slowest latent positions ``(B, n_cvs)`` in ps (model units)."""
+        if not 1 <= n_cvs <= self.preprocessing.n_dof:
+            raise NCTInputError(f"n_cvs must be between 1 and {self.preprocessing.n_dof}, "
+                                f"got {n_cvs}")
+        return self.latent_positions(q)[:, :n_cvs]
+
+    # -- trajectories ------------------------------------------------------------------------
+    @property
+    def atom_names(self) -> list[str]:
+        return list(self.metadata["atom_names"])
+
+    def select_atoms(self, topology: md.Topology) -> np.ndarray:
+        """Indices of the model's atoms in ``topology``; raises clearly if it does not match."""
+        names = self.atom_names
+        indices = np.asarray(self.metadata["atom_indices"], dtype=np.int64)
+        if indices.max() >= topology.n_atoms:
+            raise NCTInputError(
+                f"the model was trained on atoms up to index {indices.max()} but this topology "
+                f"has {topology.n_atoms} atoms; use the topology the model was trained with")
+        atoms = list(topology.atoms)
+        found = [f"{atoms[i].residue}-{atoms[i].name}" for i in indices]
+        if found != names:
+            bad = next(k for k, (a, b) in enumerate(zip(found, names, strict=True)) if a != b)
+            raise NCTInputError(
+                f"topology does not match the model: atom {indices[bad]} is {found[bad]}, the "
+                f"model expects {names[bad]}; use the topology the model was trained with")
+        return indices
+
+    def positions_from_xyz(self, xyz: np.ndarray) -> Tensor:
+        """Superpose frames of the model's atoms ``(B, N, 3)`` nm -> ``q`` ``(B, 3N)`` float32."""
+        ref = self.preprocessing.reference.cpu().numpy()
+        masses = self.preprocessing.masses.cpu().numpy()
+        aligned, _ = phase.superpose(xyz, ref, masses)
+        q = phase.remove_rigid_body(aligned.reshape(len(aligned), -1), ref, masses, "q")
+        dtype = self.latent.log_frequencies.dtype
+        return torch.as_tensor(q, dtype=dtype, device=self.latent.log_frequencies.device)
+
+    @torch.no_grad()
+    def transform(self, traj: md.Trajectory, n_cvs: int = 2, batch: int = 65_536) -> np.ndarray:
+        """CVs ``(n_frames, n_cvs)`` of a trajectory over the full topology, slowest first."""
+        atoms = self.select_atoms(traj.topology)
+        out = []
+        for start in range(0, traj.n_frames, batch):
+            q = self.positions_from_xyz(traj.xyz[start:start + batch][:, atoms])
+            out.append(self.cvs(q, n_cvs).cpu().double().numpy())
+        return np.concatenate(out) if out else np.zeros((0, n_cvs))
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
+        """Write one file of plain tensors and JSON-able metadata, atomically."""
+        payload = {
+            "format": FORMAT,
+            "version": __version__,
+            "architecture": self.architecture,
+            "metadata": self.metadata,
+            "reference": self.preprocessing.reference.cpu().tolist(),
+            "masses": self.preprocessing.masses.cpu().tolist(),
+            "temperature": float(self.metadata["temperature"]),
+            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+        }
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            torch.save(payload, tmp)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> NCTModel:
+        """Read a model saved by :meth:`save` (no code is executed: ``weights_only=True``)."""
+        path = Path(path)
+        if not path.is_file():
+            raise NCTInputError(f"model file {path} not found; pass the file written by "
+                                "`nct-md train`")
+        try:
+            payload = torch.load(path, map_location=device, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+            raise NCTInputError(f"{path} is not a readable nct-md model ({type(exc).__name__}); "
+                                "it may be truncated or of another format") from None
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+            raise NCTInputError(f"{path} is not an nct-md model file")
+        model = build_model(payload["architecture"], payload["metadata"],
+                            np.asarray(payload["reference"]), np.asarray(payload["masses"]),
+                            payload["temperature"])
+        state = payload["state_dict"]
+        model.to(state["latent.log_frequencies"].dtype)
+        model.load_state_dict(state)
+        return model.to(device)
+
+
+def build_flow(architecture: dict) -> SymplecticFlow:
+    """Rebuild a flow from its JSON recipe (weights and masks come from the state dict)."""
+    kind = architecture.get("kind")
+    if kind != "point_flow":
+        raise NCTInputError(f"unknown flow architecture {kind!r}; this nct-md is {__version__}")
+    return point_flow(architecture["n"], architecture["n_couplings"], architecture["hidden"],
+                      architecture["depth"], architecture["linear"])
+
+
+def build_model(architecture: dict, metadata: dict, reference: np.ndarray, masses: np.ndarray,
+                temperature: float) -> NCTModel:
+    """An untrained :class:`NCTModel` of the given architecture (identity flow, w = 1)."""
+    pre = Preprocessing(reference, masses, temperature)
+    flow = build_flow(architecture)
+    latent = HarmonicLatent(pre.n_dof)
+    return NCTModel(pre, flow, latent, architecture, metadata)

@@ -1,0 +1,179 @@
+"""nct_md.md.simulate and ``nct-md simulate``; the shipped alanine-dipeptide data set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mdtraj as md
+import numpy as np
+import pytest
+
+from nct_md.cli import main
+from nct_md.errors import NCTInputError
+from nct_md.md import io, phase
+from nct_md.md.simulate import available_platforms, choose_platform, simulate
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+DATASET = DATA / "alanine-dipeptide-300K"
+UNCONSTRAINED = DATA / "alanine-dipeptide-300K-unconstrained"
+
+
+def _cli(*args: str) -> int:
+    return main(["simulate", *map(str, args)])
+
+
+def test_cli_20_ps_reads_back_with_velocities(tmp_path, ala_pdb, capsys):
+    out = tmp_path / "sub" / "ala.h5"
+    assert _cli("--pdb", ala_pdb, "--ns", 0.02, "--seed", 3, "--equilibrate-ps", 2,
+                "--quiet", "--out", out) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["n_frames"] == 20 and summary["timestep_fs"] == 2.0
+    assert summary["platform"] in available_platforms() and summary["ns_per_day"] > 0
+    (traj,) = io.load(out)
+    assert traj.n_frames == 20 and traj.n_atoms == 22
+    assert traj.velocities is not None and np.isfinite(traj.velocities).all()
+    assert np.abs(traj.velocities).max() > 0
+    np.testing.assert_allclose(traj.time, np.arange(1, 21) * 1.0)
+    info = io.read_provenance(out)
+    assert info["temperature"] == 300.0 and info["constraints"] == "hbonds"
+    assert info["solvent"] == "obc" and info["seed"] == 3
+    data = phase.load_phase_space(out)  # temperature and constraints from the file
+    assert data.has_velocities and data.metadata["constraints"] == "hbonds"
+    assert data.metadata["n_constrained_in_selection"] == 12
+    # 20 frames of 48 unconstrained internal dof at 300 K: mean kinetic energy near 24 kT
+    assert 15 < data.kinetic_energy().mean().item() / phase.kt(300.0) < 33
+    assert not list(tmp_path.joinpath("sub").glob(".*"))  # no temporary file left behind
+
+
+def test_refuses_to_overwrite(tmp_path, ala_pdb, capsys):
+    out = tmp_path / "a.h5"
+    out.write_bytes(b"keep me")
+    assert _cli("--pdb", ala_pdb, "--ns", 0.002, "--out", out, "--quiet") == 2
+    err = capsys.readouterr().err.strip()
+    assert "exists" in err and "--overwrite" in err and len(err.splitlines()) == 1
+    assert out.read_bytes() == b"keep me"
+    assert _cli("--pdb", ala_pdb, "--ns", 0.002, "--out", out, "--quiet", "--overwrite",
+                "--equilibrate-ps", 0, "--platform", "Reference") == 0
+    assert len(md.load(str(out))) == 2
+
+
+def test_unconstrained_vacuum_defaults_to_1_fs(tmp_path, ala_pdb):
+    summary = simulate(ala_pdb, tmp_path / "v.h5", solvent="vacuum", constraints="none",
+                       ns=0.003, save_every_ps=0.5, equilibrate_ps=0.0, seed=1,
+                       platform="Reference", progress=False)
+    assert summary["timestep_fs"] == 1.0 and summary["n_constraints"] == 0
+    assert summary["n_frames"] == 6 and summary["forcefield_files"] == ["amber99sbildn.xml"]
+    (traj,) = io.load(tmp_path / "v.h5")
+    np.testing.assert_allclose(traj.time, 0.5 * np.arange(1, 7))
+
+
+def test_start_structure_and_seed_reproducible(tmp_path, ala_pdb, ala):
+    start = tmp_path / "start.pdb"
+    moved = ala.xyz[0] + np.array([1.0, 0.0, 0.0], dtype=np.float32)
+    md.Trajectory(moved[None], ala.topology).save_pdb(str(start))
+    kwargs = dict(ns=0.004, equilibrate_ps=0.0, seed=7, platform="Reference", progress=False,
+                  start=start)
+    simulate(ala_pdb, tmp_path / "a.h5", **kwargs)
+    simulate(ala_pdb, tmp_path / "b.h5", **kwargs)
+    a, b = md.load(str(tmp_path / "a.h5")), md.load(str(tmp_path / "b.h5"))
+    np.testing.assert_array_equal(a.xyz, b.xyz)
+    assert a.xyz[0, :, 0].mean() > ala.xyz[0, :, 0].mean() + 0.5  # started from the moved copy
+
+
+def test_choose_platform_measures(ala_pdb):
+    from openmm import app
+
+    pdb = app.PDBFile(str(ala_pdb))
+    system = app.ForceField("amber99sbildn.xml").createSystem(pdb.topology)
+    positions = np.asarray(pdb.getPositions(asNumpy=True)._value)
+    name, speeds = choose_platform(system, positions, 300.0, trial_s=0.05)
+    assert name in speeds and set(speeds) <= set(available_platforms())
+    assert speeds[name] == max(speeds.values()) and all(v > 0 for v in speeds.values())
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--temperature", "0"], "temperature must be a positive"),
+    (["--temperature", "-5"], "temperature must be a positive"),
+    (["--ns", "0"], "--ns must be positive"),
+    (["--save-every-ps", "0.003"], "not a whole number"),
+    (["--timestep-fs", "10"], "--timestep-fs must be in"),
+    (["--platform", "Quantum"], "platform 'Quantum' is not available"),
+    (["--equilibrate-ps", "-1"], "equilibrate-ps"),
+])
+def test_bad_settings(tmp_path, ala_pdb, capsys, args, message):
+    out = tmp_path / "x.h5"
+    assert _cli("--pdb", ala_pdb, "--out", out, "--quiet", *args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_bad_files(tmp_path, ala_pdb, ala):
+    with pytest.raises(NCTInputError, match="not found"):
+        simulate(tmp_path / "missing.pdb", tmp_path / "x.h5")
+    with pytest.raises(NCTInputError, match="must be an mdtraj HDF5"):
+        simulate(ala_pdb, tmp_path / "x.dcd")
+    gro = tmp_path / "ala.gro"
+    ala.save_gro(str(gro))
+    with pytest.raises(NCTInputError, match=r"must be a \.pdb or \.cif"):
+        simulate(gro, tmp_path / "x.h5")
+    heavy = tmp_path / "heavy.pdb"
+    ala.atom_slice(ala.topology.select("not element H")).save_pdb(str(heavy))
+    with pytest.raises(NCTInputError, match="cannot parameterise"):
+        simulate(heavy, tmp_path / "x.h5", progress=False)
+    with pytest.raises(NCTInputError, match="start structure .* has 10 atoms"):
+        simulate(ala_pdb, tmp_path / "x.h5", start=heavy, progress=False)
+    assert not list(tmp_path.glob("*.h5"))
+
+
+def test_help_lists_options(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--pdb", "--forcefield", "--solvent", "--temperature", "--ns",
+                   "--save-every-ps", "--seed", "--out", "--constraints", "--platform"):
+        assert option in text
+
+
+# --- the shipped reference data set ---------------------------------------------------------
+
+
+def _phi(paths):
+    return np.concatenate([np.degrees(md.compute_phi(md.load(str(p)))[1][:, 0]) for p in paths])
+
+
+def test_shipped_dataset(ala_pdb):
+    paths = sorted(DATASET.glob("*.h5"))
+    assert len(paths) >= 4, f"reference data set missing from {DATASET}"
+    trajs = io.load(paths)
+    assert sum(len(t) for t in trajs) >= 20_000
+    for traj in trajs:
+        assert traj.velocities is not None and traj.n_atoms == 22
+        np.testing.assert_allclose(np.diff(traj.time), 1.0)
+    for path in paths:
+        info = io.read_provenance(path)
+        assert info["temperature"] == 300.0 and info["solvent"] == "obc"
+    phi = _phi(paths)
+    assert (phi > 0).mean() >= 0.05 and (phi < 0).mean() >= 0.05
+    size = sum(p.stat().st_size for p in DATASET.parent.rglob("*") if p.is_file())
+    assert size <= 25e6
+
+
+def test_shipped_unconstrained_variant():
+    paths = sorted(UNCONSTRAINED.glob("*.h5"))
+    assert paths, f"unconstrained variant missing from {UNCONSTRAINED}"
+    for path in paths:
+        info = io.read_provenance(path)
+        assert info["constraints"] == "none" and info["timestep_fs"] == 1.0
+    phi = _phi(paths)
+    assert (phi > 0).any() and (phi < 0).any()
+
+
+def test_blow_up_is_reported_and_leaves_no_file(tmp_path, ala_pdb):
+    with pytest.raises(NCTInputError, match="blew up"):
+        simulate(ala_pdb, tmp_path / "x.h5", solvent="vacuum", temperature=1000.0,
+                 constraints="none", timestep_fs=5.0, ns=0.5, save_every_ps=0.05,
+                 equilibrate_ps=0.0, seed=1, platform="Reference", progress=False)
+    assert list(tmp_path.iterdir()) == []
