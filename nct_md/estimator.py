@@ -17,34 +17,37 @@ from nct_md import __version__
 from nct_md.errors import NCTInputError
 from nct_md.latent import HarmonicLatent
 from nct_md.md.phase import PhaseSpaceData
-from nct_md.model import NCTModel, Preprocessing, build_flow
+from nct_md.model import NCTModel, Preprocessing, build_flow, topology_to_json
 from nct_md.train import Trainer, negative_log_likelihood
 
 
-def validation_split(data: PhaseSpaceData, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """Frame indices ``(train, validation)``, split by trajectory or else by time block.
+def validation_split(data: PhaseSpaceData, fraction: float, by: str = "blocks",
+                     n_blocks: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Frame indices ``(train, validation)``, never mixing frames within a time block.
 
-    With three or more trajectories, whole trajectories (every k-th) are held out until about
-    ``fraction`` of the frames are; otherwise the last ``fraction`` of each trajectory is. Either
-    way validation frames are never neighbours in time of training frames except at one cut.
+    ``by="blocks"`` cuts every trajectory into ``n_blocks`` contiguous blocks and holds out every
+    ``round(1/fraction)``-th block, so validation frames come from every trajectory and every
+    stretch of time (basins visited only late or only early stay represented).
+    ``by="trajectory"`` holds out every ``round(1/fraction)``-th whole trajectory (needs at
+    least two).
     """
     if not 0 < fraction < 1:
         raise NCTInputError(f"validation fraction must be in (0, 1), got {fraction}")
+    every = max(2, round(1 / fraction))
     bounds = data.boundaries
-    if data.n_traj >= 3:
-        step = max(2, round(1 / fraction))
-        held = set(range(step - 1, data.n_traj, step))
-        ranges = [(k, np.arange(bounds[k], bounds[k + 1])) for k in range(data.n_traj)]
-        train = np.concatenate([r for k, r in ranges if k not in held])
-        val = np.concatenate([r for k, r in ranges if k in held])
+    if by == "trajectory":
+        if data.n_traj < 2:
+            raise NCTInputError("a split by trajectory needs at least two trajectories")
+        pieces = [np.arange(bounds[k], bounds[k + 1]) for k in range(data.n_traj)]
+        every = min(every, data.n_traj)
+    elif by == "blocks":
+        pieces = [block for k in range(data.n_traj)
+                  for block in np.array_split(np.arange(bounds[k], bounds[k + 1]), n_blocks)]
     else:
-        train_parts, val_parts = [], []
-        for k in range(data.n_traj):
-            start, stop = int(bounds[k]), int(bounds[k + 1])
-            cut = stop - max(1, int(round(fraction * (stop - start))))
-            train_parts.append(np.arange(start, cut))
-            val_parts.append(np.arange(cut, stop))
-        train, val = np.concatenate(train_parts), np.concatenate(val_parts)
+        raise NCTInputError(f"validation split must be 'blocks' or 'trajectory', got {by!r}")
+    held = [i % every == every - 1 for i in range(len(pieces))]
+    train = np.concatenate([p for p, h in zip(pieces, held, strict=True) if not h])
+    val = np.concatenate([p for p, h in zip(pieces, held, strict=True) if h])
     if len(train) < 2 or len(val) < 1:
         raise NCTInputError(f"too few frames ({len(data)}) to hold out a validation set")
     return train, val
@@ -118,6 +121,7 @@ class NCT:
             "nct_md_version": __version__,
             "atom_indices": [int(i) for i in data.atom_indices],
             "atom_names": list(data.atom_names),
+            "topology": topology_to_json(data.topology),
             "temperature": float(data.temperature),
             "units": {"positions": "nm", "momenta": "amu nm/ps", "frequencies": "1/ps (angular)",
                       "cvs": "ps (latent Q: mass-weighted nm / sqrt(kT))", "energy": "kJ/mol"},
@@ -175,6 +179,10 @@ class NCT:
                 total += float(nll.detach()) * len(val_q[sl])
             return total / len(val_q)
 
+        def recenter_each_epoch(step: int) -> None:
+            if step % steps_per_epoch == 0:
+                model.flow.recenter()
+
         groups = [{"params": [p for n, p in model.named_parameters()
                               if not n.startswith("latent.")]},
                   {"params": list(model.latent.parameters()), "weight_decay": 0.0}]
@@ -182,7 +190,8 @@ class NCT:
                           param_groups=groups, weight_decay=self.weight_decay, seed=self.seed,
                           generator=generator, checkpoint=self.checkpoint,
                           checkpoint_every=steps_per_epoch, progress=self.progress,
-                          evaluate=evaluate, eval_every=steps_per_epoch, patience=self.patience)
+                          evaluate=evaluate, eval_every=steps_per_epoch, patience=self.patience,
+                          after_step=recenter_each_epoch)
         self.history = trainer.fit()
         best = trainer.best or {"value": math.nan, "step": trainer.step}
         model.metadata["training"] = {

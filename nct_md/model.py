@@ -160,7 +160,18 @@ class NCTModel(nn.Module):
     # -- trajectories ------------------------------------------------------------------------
     @property
     def atom_names(self) -> list[str]:
+        """``"RES1-NAME"`` labels of the model's atoms, in order."""
         return list(self.metadata["atom_names"])
+
+    @property
+    def topology(self) -> md.Topology:
+        """mdtraj topology of the model's atoms (stored in the model file)."""
+        return topology_from_json(self.metadata["topology"])
+
+    def to_trajectory(self, q: Tensor | np.ndarray) -> md.Trajectory:
+        """Frames ``(B, 3N)`` nm of the model's atoms as an ``mdtraj.Trajectory``."""
+        xyz = q.detach().cpu().numpy() if isinstance(q, Tensor) else np.asarray(q)
+        return md.Trajectory(xyz.reshape(len(xyz), -1, 3).astype(np.float32), self.topology)
 
     def select_atoms(self, topology: md.Topology) -> np.ndarray:
         """Indices of the model's atoms in ``topology``; raises clearly if it does not match."""
@@ -189,14 +200,20 @@ class NCTModel(nn.Module):
         return torch.as_tensor(q, dtype=dtype, device=self.latent.log_frequencies.device)
 
     @torch.no_grad()
-    def transform(self, traj: md.Trajectory, n_cvs: int = 2, batch: int = 65_536) -> np.ndarray:
-        """CVs ``(n_frames, n_cvs)`` of a trajectory over the full topology, slowest first."""
-        atoms = self.select_atoms(traj.topology)
-        out = []
-        for start in range(0, traj.n_frames, batch):
-            q = self.positions_from_xyz(traj.xyz[start:start + batch][:, atoms])
-            out.append(self.cvs(q, n_cvs).cpu().double().numpy())
-        return np.concatenate(out) if out else np.zeros((0, n_cvs))
+    def transform_selected(self, xyz: np.ndarray, n_cvs: int = 2,
+                           batch: int = 65_536) -> np.ndarray:
+        """CVs ``(n_frames, n_cvs)`` (float64, slowest first) of frames of the model's atoms.
+
+        ``xyz`` is ``(n_frames, N, 3)`` in nm, atoms in the model's order.
+        """
+        out = [self.cvs(self.positions_from_xyz(xyz[start:start + batch]), n_cvs)
+               for start in range(0, len(xyz), batch)]
+        return (torch.cat(out).cpu().double().numpy() if out
+                else np.zeros((0, n_cvs), dtype=np.float64))
+
+    def transform(self, traj: md.Trajectory, n_cvs: int = 2) -> np.ndarray:
+        """CVs ``(n_frames, n_cvs)`` of a trajectory over its full topology, slowest first."""
+        return self.transform_selected(traj.xyz[:, self.select_atoms(traj.topology)], n_cvs)
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
@@ -235,6 +252,31 @@ class NCTModel(nn.Module):
         model.to(state["latent.log_frequencies"].dtype)
         model.load_state_dict(state)
         return model.to(device)
+
+
+def topology_to_json(topology: md.Topology) -> dict:
+    """A JSON-able description of an mdtraj topology: chains of residues of atoms, and bonds."""
+    chains = [[{"name": res.name, "resSeq": res.resSeq,
+                "atoms": [[a.name, a.element.symbol if a.element else ""] for a in res.atoms]}
+               for res in chain.residues] for chain in topology.chains]
+    bonds = [[a.index, b.index] for a, b in topology.bonds]
+    return {"chains": chains, "bonds": bonds}
+
+
+def topology_from_json(spec: dict) -> md.Topology:
+    """Inverse of :func:`topology_to_json`."""
+    topology = md.Topology()
+    for chain_spec in spec["chains"]:
+        chain = topology.add_chain()
+        for res_spec in chain_spec:
+            residue = topology.add_residue(res_spec["name"], chain, res_spec["resSeq"])
+            for name, symbol in res_spec["atoms"]:
+                element = md.element.get_by_symbol(symbol) if symbol else None
+                topology.add_atom(name, element, residue)
+    atoms = list(topology.atoms)
+    for i, j in spec["bonds"]:
+        topology.add_bond(atoms[i], atoms[j])
+    return topology
 
 
 def build_flow(architecture: dict) -> SymplecticFlow:

@@ -78,3 +78,23 @@ def write_h5(ala):
         return path
 
     return write
+
+
+ALA_DATA = sorted((DATA / "alanine-dipeptide-300K").glob("*.h5"))
+
+
+@pytest.fixture(scope="session")
+def ala_data_files() -> list[Path]:
+    """The six shipped 300 K alanine-dipeptide trajectories (mdtraj HDF5 with velocities)."""
+    return ALA_DATA
+
+
+@pytest.fixture(scope="session")
+def small_model_file(tmp_path_factory) -> Path:
+    """A quickly trained heavy-atom model (2 couplings, 2 epochs on 2 strided files)."""
+    from nct_md.cli import main
+
+    out = tmp_path_factory.mktemp("model") / "small.pt"
+    assert main(["train", str(ALA_DATA[0]), str(ALA_DATA[4]), "--stride", "4", "--epochs", "2",
+                 "--couplings", "2", "--hidden", "16", "--out", str(out)]) == 0
+    return out

