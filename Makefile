@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check nct_md tests bench
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.run
+	OMP_NUM_THREADS=1 $(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache build *.egg-info

@@ -138,7 +138,7 @@ class Trainer:
             torch.manual_seed(self.seed)
         if self.checkpoint is not None and self.checkpoint.exists():
             self.load_state_dict(torch.load(self.checkpoint, weights_only=True))
-        bar = tqdm(total=self.steps, initial=self.step, disable=not self.progress,
+        bar = tqdm(total=self.steps, initial=self.step, disable=None if self.progress else True,
                    desc="training", dynamic_ncols=True)
         self.module.train()
         while self.step < self.steps:
