@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow lint bench browser clean
 
 $(STAMP): setup.cfg pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,15 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 demo: $(STAMP)
 	$(BIN)/nct-md demo --out demo-output
 
-test: $(STAMP)
+test: $(STAMP) browser
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not slow" tests
+	cd tutorials && NCT_MD_QUICK=1 OMP_NUM_THREADS=1 ../$(BIN)/python -m pytest -q --nbmake .
+
+# The HTML test drives headless Chromium (Debian package); installed here when we are root.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
+	  || echo "chromium is not installed: the browser test will be skipped"
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow tests

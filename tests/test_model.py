@@ -113,3 +113,13 @@ def test_cli_bad_input(small_model_file, ala_data_files, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 5 and all(line.startswith("nct-md ") for line in err)
     assert not out.exists() and not (tmp_path / "m.pt").exists()
+
+
+def test_shipped_model_loads_and_matches_the_data(ala_data_files):
+    from pathlib import Path
+
+    model = NCTModel.load(Path(__file__).resolve().parent.parent / "data"
+                          / "alanine-dipeptide-heavy.pt")
+    assert model.configuration_separable and len(model.atom_names) == 10
+    cvs = model.transform(io.load(ala_data_files[1], stride=50)[0], 2)
+    assert cvs.shape == (80, 2) and np.isfinite(cvs).all()

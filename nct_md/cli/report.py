@@ -24,14 +24,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _training_files(model, given: list[Path] | None) -> tuple[list[Path], Path | None]:
+def _training_files(model, model_path: Path, given: list[Path] | None
+                    ) -> tuple[list[Path], Path | None]:
+    """Training trajectories: given, or recorded in the model (relative to the model file)."""
     if given is not None:
         return given, None
     info = model.metadata.get("training", {})
-    files = [Path(f) for f in info.get("files", [])]
+    where = model_path.resolve().parent
+    files = [where / f for f in info.get("files", [])]
     top = info.get("topology_file")
     if files and all(f.is_file() for f in files):
-        return files, Path(top) if top else None
+        return files, where / top if top else None
     return [], None
 
 
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> None:
     model = NCTModel.load(args.model)
     model.check_separable()
     test = io.load(args.traj, args.top)
-    train_files, train_top = _training_files(model, args.train)
+    train_files, train_top = _training_files(model, args.model, args.train)
     train = io.load(train_files, args.top or train_top) if train_files else None
     report, held = build_report(model, test, train, args.lag_ps)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -52,9 +52,12 @@ def run(args: argparse.Namespace) -> None:
                     batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
                     checkpoint=checkpoint).fit(data)
     model = estimator.fetch_model()
-    model.metadata["training"]["files"] = [str(Path(p).resolve()) for p in args.traj]
-    model.metadata["training"]["topology_file"] = (str(args.top.resolve()) if args.top
-                                                   else None)
+    # paths relative to the model file, so a model moved with its data still finds them
+    where = args.out.resolve().parent
+    model.metadata["training"]["files"] = [os.path.relpath(Path(p).resolve(), where)
+                                           for p in args.traj]
+    model.metadata["training"]["topology_file"] = (os.path.relpath(args.top.resolve(), where)
+                                                   if args.top else None)
     model.save(args.out, overwrite=args.overwrite)
     os.remove(checkpoint)
     w = model.frequencies
