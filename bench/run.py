@@ -8,7 +8,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("bench.bench_harmonic_chain", "bench.bench_stream", "bench.bench_cvs")
+BENCHMARKS = ("bench.bench_harmonic_chain", "bench.bench_stream", "bench.bench_cvs",
+              "bench.bench_training")
 
 
 def main() -> int:
