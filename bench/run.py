@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 BENCHMARKS = ("bench.bench_harmonic_chain", "bench.bench_stream", "bench.bench_cvs",
-              "bench.bench_training")
+              "bench.bench_training", "bench.bench_generate")
 
 
 def main() -> int:

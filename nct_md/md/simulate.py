@@ -114,7 +114,7 @@ def choose_platform(system: openmm.System, positions: np.ndarray, temperature: f
     return max(speeds, key=speeds.get), speeds
 
 
-def _read_structure(path: str | Path, what: str) -> app.PDBFile | app.PDBxFile:
+def read_structure(path: str | Path, what: str) -> app.PDBFile | app.PDBxFile:
     path = Path(path)
     if not path.is_file():
         raise NCTInputError(f"{what} file '{path}' not found; check the path")
@@ -165,7 +165,7 @@ def _validate(forcefield: str, solvent: str, temperature: float, ns: float, save
     return step, round(steps_per_frame), n_frames
 
 
-def _build_system(structure: app.PDBFile, forcefield: str, solvent: str,
+def build_system(structure: app.PDBFile, forcefield: str, solvent: str,
                   constraints: str) -> openmm.System:
     files = FORCEFIELDS[forcefield]
     ff = app.ForceField(*(files if solvent == "obc" else files[:1]))
@@ -249,10 +249,10 @@ def simulate(pdb: str | Path, out: str | Path, forcefield: str = "amber99sbildn"
     step_fs, steps_per_frame, n_frames = _validate(
         forcefield, solvent, temperature, ns, save_every_ps, constraints, timestep_fs, platform,
         equilibrate_ps)
-    structure = _read_structure(pdb, "PDB")
+    structure = read_structure(pdb, "PDB")
     positions = np.asarray(structure.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
     if start is not None:
-        start_positions = _read_structure(start, "start structure")
+        start_positions = read_structure(start, "start structure")
         positions = np.asarray(
             start_positions.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
         if len(positions) != structure.topology.getNumAtoms():
@@ -262,7 +262,7 @@ def simulate(pdb: str | Path, out: str | Path, forcefield: str = "amber99sbildn"
             )
     if not np.isfinite(positions).all():
         raise NCTInputError("the structure has NaN or infinite coordinates; fix the PDB")
-    system = _build_system(structure, forcefield, solvent, constraints)
+    system = build_system(structure, forcefield, solvent, constraints)
     seed = secrets.randbelow(2**31 - 1) + 1 if seed is None else int(seed)
     speeds = {}
     if platform is None:

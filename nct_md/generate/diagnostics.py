@@ -1,0 +1,145 @@
+"""Checks of generated samples: ESS, finite energies, chirality, Ramachandran KL vs MD.
+
+All angles in degrees in ``[-180, 180)``; histograms 64 x 64 over Phi and Psi; KL divergences in
+nats, ``KL(MD || reweighted samples)``, with both histograms smoothed by adding ``KL_EPS`` to
+every bin's probability (renormalised) so that empty bins stay finite.
+"""
+
+from __future__ import annotations
+
+import mdtraj as md
+import numpy as np
+
+#: probability added to every histogram bin before a KL divergence
+KL_EPS = 1e-6
+N_BINS = 64
+_EDGES = np.linspace(-180.0, 180.0, N_BINS + 1)
+
+
+def normalized_weights(log_weights: np.ndarray) -> np.ndarray:
+    """Weights ``(n,)`` summing to 1 (zero where ``ln w = -inf``); uniform if all are -inf."""
+    log_weights = np.asarray(log_weights, dtype=np.float64)
+    finite = np.isfinite(log_weights)
+    if not finite.any():
+        return np.full(len(log_weights), 1.0 / max(len(log_weights), 1))
+    w = np.zeros(len(log_weights))
+    w[finite] = np.exp(log_weights[finite] - log_weights[finite].max())
+    return w / w.sum()
+
+
+def kish_ess(log_weights: np.ndarray) -> float:
+    """Kish effective sample size ``(sum w)^2 / sum w^2`` (a count, not a fraction)."""
+    w = normalized_weights(log_weights)
+    return float(1.0 / np.sum(w * w))
+
+
+def l_chirality(traj: md.Trajectory) -> np.ndarray:
+    """``(n_frames,)`` bool: every residue with N, CA, C and CB has the natural L configuration.
+
+    L means ``(N - CA) . ((C - CA) x (CB - CA)) > 0`` (the "CORN" rule: seen from HA, CO, R
+    and N run clockwise). Frames of molecules without such a residue are all True.
+    """
+    ok = np.ones(traj.n_frames, dtype=bool)
+    for residue in traj.topology.residues:
+        names = {a.name: a.index for a in residue.atoms}
+        if not {"N", "CA", "C", "CB"} <= set(names):
+            continue
+        ca, n, c, cb = (traj.xyz[:, names[k]].astype(np.float64) for k in ("CA", "N", "C", "CB"))
+        ok &= np.einsum("ij,ij->i", n - ca, np.cross(c - ca, cb - ca)) > 0
+    return ok
+
+
+def phi_psi(traj: md.Trajectory) -> tuple[np.ndarray, np.ndarray]:
+    """First backbone Phi and Psi ``(n_frames,)`` in degrees."""
+    _, phi = md.compute_phi(traj)
+    _, psi = md.compute_psi(traj)
+    if phi.shape[1] == 0 or psi.shape[1] == 0:
+        raise ValueError("the topology has no backbone Phi/Psi torsion")
+    return np.degrees(phi[:, 0]), np.degrees(psi[:, 0])
+
+
+def ramachandran_histogram(phi: np.ndarray, psi: np.ndarray,
+                           weights: np.ndarray | None = None) -> np.ndarray:
+    """Normalised 64 x 64 histogram (rows Phi, columns Psi); all zeros if the weight is 0."""
+    h, _, _ = np.histogram2d(phi, psi, bins=[_EDGES, _EDGES], weights=weights)
+    total = h.sum()
+    return h / total if total > 0 else h
+
+
+def kl_divergence(p: np.ndarray, q: np.ndarray, eps: float = KL_EPS) -> float:
+    """``sum p ln(p / q)`` in nats of two histograms after adding ``eps`` and renormalising."""
+    p = (p + eps) / (p + eps).sum()
+    q = (q + eps) / (q + eps).sum()
+    return float(np.sum(p * np.log(p / q)))
+
+
+def ramachandran_kl(phi_md: np.ndarray, psi_md: np.ndarray, phi_s: np.ndarray,
+                    psi_s: np.ndarray, weights: np.ndarray) -> dict[str, float]:
+    """KL(MD || samples) of Ramachandran histograms: whole map and within each Phi basin.
+
+    ``within_basins`` averages the per-basin KLs with the MD basin populations, so it does not
+    depend on the relative basin weights, which in the shipped MD set are a design choice.
+    """
+    out = {"full": kl_divergence(ramachandran_histogram(phi_md, psi_md),
+                                 ramachandran_histogram(phi_s, psi_s, weights))}
+    within = 0.0
+    for name, md_mask, s_mask in (("phi_negative", phi_md < 0, phi_s < 0),
+                                  ("phi_positive", phi_md >= 0, phi_s >= 0)):
+        share = float(md_mask.mean())
+        if share == 0 or weights[s_mask].sum() == 0:
+            out[name] = float("nan") if share else 0.0
+            within += share * out[name] if share else 0.0
+            continue
+        out[name] = kl_divergence(ramachandran_histogram(phi_md[md_mask], psi_md[md_mask]),
+                                  ramachandran_histogram(phi_s[s_mask], psi_s[s_mask],
+                                                         weights[s_mask]))
+        within += share * out[name]
+    out["within_basins"] = within
+    return out
+
+
+def free_energy_profile(angles: np.ndarray, weights: np.ndarray | None = None,
+                        bins: int = N_BINS) -> tuple[np.ndarray, np.ndarray]:
+    """Bin centres (degrees) and ``-ln p`` (kT, minimum 0; inf for empty bins) of an angle."""
+    edges = np.linspace(-180.0, 180.0, bins + 1)
+    h, _ = np.histogram(angles, bins=edges, weights=weights)
+    with np.errstate(divide="ignore"):
+        f = -np.log(h / h.sum())
+    finite = np.isfinite(f)
+    if finite.any():
+        f -= f[finite].min()
+    return 0.5 * (edges[1:] + edges[:-1]), f
+
+
+def summarize(traj: md.Trajectory, energies: np.ndarray, log_weights: np.ndarray,
+              reference: md.Trajectory | None = None) -> dict:
+    """Summary of samples (JSON-able): ESS, finite-energy and L fractions, Ramachandran KL.
+
+    Parameters
+    ----------
+    traj : mdtraj.Trajectory, the samples; energies : ``(n,)`` kJ/mol;
+    log_weights : ``(n,)``; reference : MD trajectory of the same molecule (for the KL), optional
+    """
+    n = len(energies)
+    finite = np.isfinite(energies)
+    chiral = l_chirality(traj)
+    ess = kish_ess(log_weights)
+    summary = {
+        "n_samples": n,
+        "finite_energy_fraction": float(finite.mean()),
+        "l_chirality_fraction": float(chiral.mean()),
+        "finite_and_l_fraction": float((finite & chiral).mean()),
+        "kish_ess": ess,
+        "kish_ess_fraction": ess / n,
+        "energy_kJ_mol": {"mean": float(np.mean(energies[finite])) if finite.any() else None,
+                          "median": float(np.median(energies[finite])) if finite.any() else None},
+    }
+    if reference is not None:
+        phi_md, psi_md = phi_psi(reference)
+        phi_s, psi_s = phi_psi(traj)
+        kl = ramachandran_kl(phi_md, psi_md, phi_s, psi_s, normalized_weights(log_weights))
+        kl["full_unweighted"] = kl_divergence(ramachandran_histogram(phi_md, psi_md),
+                                              ramachandran_histogram(phi_s, psi_s))
+        summary["ramachandran_kl_nats"] = kl
+        summary["n_reference_frames"] = reference.n_frames
+    return summary

@@ -1,0 +1,65 @@
+"""Draw configurations from a model and weight them by the Boltzmann distribution of ``H``.
+
+For a sample ``x = T^-1(z)`` with ``z`` from the latent, the model density is ``rho(z)`` (the
+flow is symplectic) and the log importance weight towards ``exp(-H / kT)`` is
+``ln w = -(ln rho(z) + H(x) / kT)`` (up to a constant). Samples whose energy is not finite get
+``ln w = -inf``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from nct_md.generate.hamiltonian import PhaseSpaceHamiltonian
+from nct_md.generate.openmm_energy import OpenMMEnergy
+from nct_md.model import NCTModel
+
+
+@dataclass
+class SampleSet:
+    """Generated phase-space samples.
+
+    Attributes
+    ----------
+    q : ndarray ``(n, 3N)`` nm, reference frame (whole molecules)
+    p : ndarray ``(n, 3N)`` amu nm/ps
+    energies : ndarray ``(n,)`` kJ/mol, OpenMM potential energy (NaN where it failed)
+    log_weights : ndarray ``(n,)`` log importance weights (``-inf`` for non-finite energies)
+    """
+
+    q: np.ndarray
+    p: np.ndarray
+    energies: np.ndarray
+    log_weights: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.q)
+
+
+@torch.no_grad()
+def draw_samples(model: NCTModel, energy: OpenMMEnergy, n: int, batch_size: int = 1024,
+                 seed: int = 0) -> SampleSet:
+    """``n`` samples of ``model`` at its temperature, with energies and log weights.
+
+    ``energy`` should not clip (``clip_above=None``) so that weights are exact.
+    """
+    hamiltonian = PhaseSpaceHamiltonian(model, energy)
+    generator = torch.Generator().manual_seed(seed)
+    qs, ps, energies, log_w = [], [], [], []
+    for start in range(0, n, batch_size):
+        P, Q = model.latent.sample(min(batch_size, n - start), 1.0, generator)
+        x_p, x_q = model.flow.inverse(P, Q)
+        p, q = model.preprocessing.inverse(x_p, x_q)
+        u = energy(q).double()
+        work = model.latent.log_prob(P, Q).double() + hamiltonian.kinetic(p).double() + u
+        qs.append(q.double().numpy())
+        ps.append(p.double().numpy())
+        energies.append(u.numpy() * energy.kT)
+        log_w.append(-work.numpy())
+    log_weights = np.concatenate(log_w)
+    log_weights[~np.isfinite(log_weights)] = -np.inf
+    return SampleSet(np.concatenate(qs), np.concatenate(ps), np.concatenate(energies),
+                     log_weights)
