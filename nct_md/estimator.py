@@ -12,13 +12,15 @@ import os
 
 import numpy as np
 import torch
+from torch import distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from nct_md import __version__
 from nct_md.errors import NCTInputError
 from nct_md.latent import HarmonicLatent
 from nct_md.md.phase import PhaseSpaceData
 from nct_md.model import NCTModel, Preprocessing, build_flow, topology_to_json
-from nct_md.train import Trainer, negative_log_likelihood
+from nct_md.train import Trainer
 
 
 def validation_split(data: PhaseSpaceData, fraction: float, by: str = "blocks",
@@ -53,6 +55,30 @@ def validation_split(data: PhaseSpaceData, fraction: float, by: str = "blocks",
     return train, val
 
 
+def distributed_rank_and_size() -> tuple[int, int]:
+    """``(rank, world size)`` of an initialised torch.distributed process group, else (0, 1)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _mean_over_processes(value: torch.Tensor, world: int) -> float:
+    """The mean of a scalar over all training processes (the loss of the global batch)."""
+    value = value.detach().clone()
+    if world > 1:
+        dist.all_reduce(value)
+        value /= world
+    return float(value)
+
+
+def _epoch_means(history: list[dict[str, float]], key: str) -> list[float]:
+    """Mean of ``key`` over the steps of each epoch (the training loss curve)."""
+    epochs: dict[int, list[float]] = {}
+    for record in history:
+        epochs.setdefault(int(record["epoch"]), []).append(record[key])
+    return [float(np.mean(values)) for _, values in sorted(epochs.items())]
+
+
 class NCT:
     """Maximum-likelihood neural canonical transformation of MD phase-space data.
 
@@ -78,7 +104,14 @@ class NCT:
     dtype : torch.dtype
         float32 (default) or float64.
     checkpoint : path, optional
-        Resumable training state, written every epoch.
+        Resumable training state, written every epoch (by rank 0 when distributed).
+
+    Notes
+    -----
+    Under ``torchrun`` (an initialised ``torch.distributed`` process group) training runs data-
+    parallel with ``DistributedDataParallel``: every process holds the same data and seed, takes
+    every ``world_size``-th frame of each global batch, and gradients are averaged, so the run
+    follows the single-process one with the same global ``batch_size``.
     progress : bool
         tqdm progress bar.
     """
@@ -150,6 +183,13 @@ class NCT:
             train = np.arange(len(data))
             val_p, val_q = validation.p, validation.q
         model = self._initial_model(data, train)
+        rank, world = distributed_rank_and_size()
+        if self.batch_size % world:
+            raise NCTInputError(f"batch size {self.batch_size} must be a multiple of the number "
+                                f"of training processes ({world})")
+        # Under torch.distributed each process takes every world-th frame of each global batch;
+        # DistributedDataParallel averages the gradients, so the step equals the global one.
+        net = DistributedDataParallel(model) if world > 1 else model
         to = {"device": self.device, "dtype": self.dtype}
         q_train, p_all = data.q[train].to(**to), data
         val_p, val_q = val_p.to(**to), val_q.to(**to)
@@ -163,10 +203,9 @@ class NCT:
                 state["order"] = torch.randperm(len(train), generator=generator)
                 if not data.has_velocities:
                     state["p"] = p_all.resample_momenta(generator)[train].to(**to)
-            idx = state["order"][k * self.batch_size:(k + 1) * self.batch_size]
-            nll = negative_log_likelihood(model.flow, model.latent,
-                                          *model.preprocessing(state["p"][idx], q_train[idx]))
-            return nll, {"epoch": epoch}
+            idx = state["order"][k * self.batch_size:(k + 1) * self.batch_size][rank::world]
+            nll = net(state["p"][idx], q_train[idx]).mean()
+            return nll, {"epoch": epoch, "global_loss": _mean_over_processes(nll, world)}
 
         @torch.no_grad()
         def evaluate() -> float:
@@ -174,9 +213,8 @@ class NCT:
             for start in range(0, len(val_q), 4096):
                 sl = slice(start, start + 4096)
                 with torch.enable_grad():
-                    nll = negative_log_likelihood(model.flow, model.latent,
-                                                  *model.preprocessing(val_p[sl], val_q[sl]))
-                total += float(nll.detach()) * len(val_q[sl])
+                    nll = model(val_p[sl], val_q[sl]).sum()
+                total += float(nll.detach())
             return total / len(val_q)
 
         def recenter_each_epoch(step: int) -> None:
@@ -189,7 +227,8 @@ class NCT:
         trainer = Trainer(model, loss, steps=self.epochs * steps_per_epoch, lr=self.lr,
                           param_groups=groups, weight_decay=self.weight_decay, seed=self.seed,
                           generator=generator, checkpoint=self.checkpoint,
-                          checkpoint_every=steps_per_epoch, progress=self.progress,
+                          write_checkpoints=rank == 0,
+                          checkpoint_every=steps_per_epoch, progress=self.progress and rank == 0,
                           evaluate=evaluate, eval_every=steps_per_epoch, patience=self.patience,
                           after_step=recenter_each_epoch)
         self.history = trainer.fit()
@@ -199,6 +238,8 @@ class NCT:
             "epochs_run": int(math.ceil(trainer.step / steps_per_epoch)),
             "best_epoch": int(best["step"] // steps_per_epoch),
             "validation_nll": float(best["value"]), "seed": self.seed,
+            "epoch_losses": _epoch_means(self.history, "global_loss"),
+            "processes": world,
             "hyperparameters": {"epochs": self.epochs, "batch_size": self.batch_size,
                                 "lr": self.lr, "weight_decay": self.weight_decay,
                                 "patience": self.patience},

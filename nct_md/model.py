@@ -121,6 +121,13 @@ class NCTModel(nn.Module):
         """Latent ``(P, Q)`` ``(B, d)`` -> Cartesian ``(p, q)`` ``(B, 3N)``, nm and amu nm/ps."""
         return self.preprocessing.inverse(*self.flow.inverse(P, Q))
 
+    def forward(self, p: Tensor, q: Tensor) -> Tensor:
+        """Negative log-likelihood per sample ``(B,)`` of Cartesian ``(p, q)`` (training loss).
+
+        In model coordinates (nats); Cartesian densities differ by a constant.
+        """
+        return -self.log_prob(p, q)
+
     def log_prob(self, p: Tensor, q: Tensor) -> Tensor:
         """Log-density ``(B,)`` of model coordinates (Cartesian densities differ by a constant)."""
         P, Q = self.encode(p, q)

@@ -15,7 +15,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Fit a neural canonical transformation (configuration-separable flow + "
                     "harmonic latent) to phase-space samples of the trajectories. Momenta come "
                     "from stored velocities or are drawn from Maxwell-Boltzmann each epoch. A "
-                    "killed run resumes from OUT.ckpt when started again with the same command.")
+                    "killed run resumes from OUT.ckpt when started again with the same command. "
+                    "Under torchrun (e.g. torchrun --nproc_per_node 2 -m nct_md train ...) it "
+                    "trains data-parallel; rank 0 writes the model.")
     parser.add_argument("traj", nargs="+", type=Path, help="trajectory files (any mdtraj format)")
     parser.add_argument("--top", type=Path, default=None,
                         help="topology file (optional when the trajectory format has one, e.g. h5)")
@@ -36,21 +38,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _start_distributed(device: str) -> int:
+    """Join the torchrun process group when launched by torchrun; returns this rank."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
 def run(args: argparse.Namespace) -> None:
     from nct_md.estimator import NCT
     from nct_md.md.phase import load_phase_space
 
     if args.out.exists() and not args.overwrite:
         raise NCTInputError(f"{args.out} exists; choose another --out or pass --overwrite")
+    rank = _start_distributed(args.device)
     checkpoint = args.out.with_name(args.out.name + ".ckpt")
     data = load_phase_space(args.traj, args.top, select=args.select,
                             temperature=args.temperature, stride=args.stride)
-    print(f"{len(data)} frames in {data.n_traj} trajectories, {data.n_atoms} atoms "
-          f"({args.select}), {data.n_dof} internal degrees of freedom, "
-          f"momenta from {data.metadata['momenta']}, T = {data.temperature} K")
+    if rank == 0:
+        print(f"{len(data)} frames in {data.n_traj} trajectories, {data.n_atoms} atoms "
+              f"({args.select}), {data.n_dof} internal degrees of freedom, "
+              f"momenta from {data.metadata['momenta']}, T = {data.temperature} K")
     estimator = NCT(n_couplings=args.couplings, hidden=args.hidden, epochs=args.epochs,
                     batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
                     checkpoint=checkpoint).fit(data)
+    if rank != 0:
+        return
     model = estimator.fetch_model()
     # paths relative to the model file, so a model moved with its data still finds them
     where = args.out.resolve().parent
@@ -59,7 +74,7 @@ def run(args: argparse.Namespace) -> None:
     model.metadata["training"]["topology_file"] = (os.path.relpath(args.top.resolve(), where)
                                                    if args.top else None)
     model.save(args.out, overwrite=args.overwrite)
-    os.remove(checkpoint)
+    checkpoint.unlink(missing_ok=True)
     w = model.frequencies
     print("slowest frequencies (1/ps): " + ", ".join(f"{x:.3g}" for x in w[:6]))
     print(f"validation NLL {model.metadata['training']['validation_nll']:.3f} nats/frame "

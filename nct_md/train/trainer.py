@@ -46,6 +46,8 @@ class Trainer:
     checkpoint : path, optional
         File to save training state to every ``checkpoint_every`` steps (atomically) and to
         resume from if it exists.
+    write_checkpoints : bool
+        False in the non-writing processes of a distributed run (they still resume from it).
     progress : bool
         Show a tqdm progress bar with the loss.
     evaluate : callable, optional
@@ -65,6 +67,7 @@ class Trainer:
                  grad_clip: float | None = None,
                  seed: int | None = None, generator: torch.Generator | None = None,
                  checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 100,
+                 write_checkpoints: bool = True,
                  progress: bool = True, evaluate: Callable[[], float] | None = None,
                  eval_every: int = 100, patience: int | None = None,
                  after_step: Callable[[int], None] | None = None):
@@ -76,6 +79,7 @@ class Trainer:
         self.generator = generator
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.checkpoint_every = checkpoint_every
+        self.write_checkpoints = write_checkpoints
         self.progress = progress
         self.evaluate = evaluate
         self.eval_every = eval_every
@@ -127,7 +131,7 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         """Write the training state atomically to ``checkpoint``."""
-        if self.checkpoint is None:
+        if self.checkpoint is None or not self.write_checkpoints:
             return
         with atomic_path(self.checkpoint) as tmp:
             torch.save(self.state_dict(), tmp)
