@@ -110,13 +110,101 @@ fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
 for k, ax in enumerate(axes):
     sc = ax.scatter(phi, psi, c=cvs[:, k], s=2, cmap="coolwarm")
     fig.colorbar(sc, ax=ax, label=f"CV{k + 1} (ps)")
-    ax.set(xlim=(-180, 180), ylim=(-180, 180), xlabel="$\\\\phi$ (deg)", title=f"coloured by CV{k + 1}")
+    ax.set(xlim=(-180, 180), ylim=(-180, 180), xlabel="$\\\\phi$ (deg)",
+           title=f"coloured by CV{k + 1}")
 axes[0].set_ylabel("$\\\\psi$ (deg)");'''),
         ("md", """CV1 follows Psi; CV2 separates the Phi > 0 basins (C7ax, alphaL) from Phi < 0 and
 also resolves C5 from PII. TICA's linear VAMP-2 is higher here because the slowest process in
 these data is the rare Phi > 0 -> Phi < 0 switch, which a linear TICA component captures as an
 almost perfect indicator, while NCT latent coordinates are Gaussian by construction (see the
 README's Limitations)."""),
+    ],
+    "03_latent_interpolation.ipynb": [
+        ("md", """# 3. Latent interpolation: what the slow modes do to the molecule
+
+The paper's most striking picture: move along the two slowest latent coordinates and one
+conformation turns into another through physically sensible structures. We use the shipped
+heavy-atom model (`data/alanine-dipeptide-heavy.pt`, trained as `make demo` trains it), pick a
+C7eq and an alphaR frame, and decode a straight line between them in (CV1, CV2) while every
+other mode keeps the first frame's value."""),
+        ("code", QUICK + '''
+from pathlib import Path
+import numpy as np
+import mdtraj as md
+import torch
+from nct_md.model import NCTModel
+from nct_md.viz import interpolate, phi_psi, ramachandran, path_angles, show, write_html
+
+torch.set_num_threads(1)
+model = NCTModel.load("../data/alanine-dipeptide-heavy.pt")
+data = md.load("../data/alanine-dipeptide-300K/phi-neg-c7eq-2.h5", stride=2 if QUICK else 1)
+phi, psi = phi_psi(data)
+
+def nearest(phi0, psi0):
+    wrap = lambda a: (a + 180) % 360 - 180
+    return int(np.argmin(np.hypot(wrap(phi - phi0), wrap(psi - psi0))))
+
+a, b = nearest(-83, 75), nearest(-70, -40)   # C7eq and alphaR
+path = interpolate(model, data[a], data[b], n_frames=20, modes=2)
+path_phi, path_psi = phi_psi(path)
+for name, i, j in (("start", a, 0), ("end", b, -1)):
+    print(f"{name}: frame ({phi[i]:.0f}, {psi[i]:.0f}) deg, "
+          f"path ({path_phi[j]:.0f}, {path_psi[j]:.0f}) deg")'''),
+        ("md", "## The path over the data's Ramachandran density, and Phi/Psi along it"),
+        ("code", '''ramachandran(path, data);
+path_angles(path);'''),
+        ("md", """## Watch it
+
+`show` gives an nglview widget (in a live notebook it plays the frames); `write_html` writes a
+single offline page with play/pause and a slider that colleagues can open without Python."""),
+        ("code", '''widget = show(path)
+html = write_html(path, "interpolation.html")
+print("wrote", html, f"({Path(html).stat().st_size / 1e6:.1f} MB, no network needed)")
+widget'''),
+    ],
+    "04_generating_configurations.ipynb": [
+        ("md", """# 4. Generating configurations with OpenMM energies
+
+Train "from the Hamiltonian": sample the latent oscillators, map back to phase space, and
+minimise the variational free energy `E[ln rho + H/kT]` with `H = sum p^2/2m + U(q)` and `U`
+from OpenMM (amber99sbildn + OBC), mixed with maximum likelihood on short unconstrained MD. The
+model then draws new, independent all-atom configurations with importance weights.
+The settings here are small so the notebook runs in minutes; `python -m bench.bench_generate`
+trains longer (see the README for where this stands)."""),
+        ("code", QUICK + '''
+from pathlib import Path
+import numpy as np
+import matplotlib.pyplot as plt
+import torch
+from nct_md.md.phase import load_phase_space
+from nct_md.estimator import NCT
+from nct_md.generate import OpenMMEnergy, draw_samples, fine_tune_model, summarize
+
+torch.set_num_threads(1)
+files = sorted(Path("../data/alanine-dipeptide-300K-unconstrained").glob("*.h5"))
+data = load_phase_space(files)            # all 22 atoms, no constraints
+estimator = NCT(n_couplings=4, hidden=32, epochs=3 if QUICK else 40, progress=False)
+model = estimator.fit(data).fetch_model()
+print("all-atom model:", model.preprocessing.n_dof, "internal degrees of freedom")'''),
+        ("code", '''with OpenMMEnergy.from_pdb("../data/alanine-dipeptide.pdb", 300.0, n_workers=1,
+                         clip_above=1e5) as energy:
+    result = fine_tune_model(model, energy, 20 if QUICK else 300, data=data, batch_size=128,
+                             kl_weight=1.0, ml_weight=1.0, lr=1e-3, n_eval=512, log_every=10)
+print("variational free energy estimate (kT):", round(result.free_energy.variational, 1),
+      "+-", round(result.free_energy.stderr, 1))'''),
+        ("code", '''pdb = "../data/alanine-dipeptide.pdb"
+with OpenMMEnergy.from_pdb(pdb, 300.0, n_workers=1) as energy:
+    samples = draw_samples(model, energy, 300 if QUICK else 2000)
+traj = model.to_trajectory(samples.q)
+summary = summarize(traj, samples.energies, samples.log_weights)
+for key in ("n_samples", "finite_energy_fraction", "l_chirality_fraction", "kish_ess_fraction"):
+    print(key, summary.get(key))'''),
+        ("code", '''fig, ax = plt.subplots(figsize=(6, 3.5))
+finite = np.isfinite(samples.energies)
+ax.hist(np.clip(samples.energies[finite], None, 500), bins=50, density=True, alpha=0.6,
+        label="model samples")
+ax.set(xlabel="potential energy (kJ/mol, clipped at 500)", ylabel="density")
+ax.legend();'''),
     ],
 }
 
