@@ -17,10 +17,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from nct_md import __version__
 from nct_md.errors import NCTInputError
-from nct_md.latent import HarmonicLatent
 from nct_md.md.phase import PhaseSpaceData
 from nct_md.model import NCTModel, Preprocessing, build_flow, topology_to_json
 from nct_md.train import Trainer
+from nct_md.train.gaussian_start import gaussian_start, principal_axes
 
 
 def validation_split(data: PhaseSpaceData, fraction: float, by: str = "blocks",
@@ -136,20 +136,13 @@ class NCT:
     def _initial_model(self, data: PhaseSpaceData, train: np.ndarray) -> NCTModel:
         """The best Gaussian model of the training frames: principal axes and their widths."""
         pre = Preprocessing(data.reference, data.masses, data.temperature)
-        internal = (data.q[train].double() * pre.sqrt_m) @ pre.basis  # (n, d)
-        mean = internal.mean(0)
-        cov = torch.cov(internal.T)
-        variances, axes = torch.linalg.eigh(cov)
-        order = torch.argsort(variances, descending=True)
+        internal = (data.q[train].double() * pre.sqrt_m) @ pre.basis  # (n, d), sqrt(amu) nm
+        axes, widths = principal_axes(torch.cov(internal.T))
         pre = Preprocessing(data.reference, data.masses, data.temperature,
-                            mean=mean.numpy(), axes=axes[:, order].numpy())
-        widths = pre.positions(data.q[train].double()).std(0)  # ps, slowest first
+                            mean=internal.mean(0).numpy(), axes=axes.numpy())
         architecture = {**self.architecture, "n": pre.n_dof}
         flow = build_flow(architecture)
-        for layer in flow.layers:
-            if hasattr(layer, "set_feature_scale"):
-                layer.set_feature_scale(widths)
-        latent = HarmonicLatent(pre.n_dof, 1.0 / widths)
+        latent = gaussian_start(flow, widths / pre.sqrt_kT)  # widths in ps (model units)
         metadata = {
             "nct_md_version": __version__,
             "atom_indices": [int(i) for i in data.atom_indices],

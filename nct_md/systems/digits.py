@@ -34,6 +34,7 @@ from torch import nn
 from nct_md.flows import SymplecticFlow, point_flow
 from nct_md.latent import HarmonicLatent
 from nct_md.train import Trainer, negative_log_likelihood
+from nct_md.train.gaussian_start import gaussian_start, principal_axes
 
 Tensor = torch.Tensor
 N_PIXELS = 64
@@ -143,16 +144,11 @@ def _initial_model(images: Tensor, settings: dict, generator: torch.Generator) -
     Uniform dequantisation noise adds ``1/12`` to the image covariance ``(64, 64)``.
     """
     cov = torch.cov(images.double().T) + torch.eye(N_PIXELS, dtype=torch.float64) / 12
-    variances, axes = torch.linalg.eigh(cov)
-    order = torch.argsort(variances, descending=True)
-    widths = variances[order].sqrt().float()
+    axes, widths = principal_axes(cov)
     flow = point_flow(N_PIXELS, settings["n_couplings"], settings["hidden"], settings["depth"],
                       generator=generator)
-    for layer in flow.layers:
-        if hasattr(layer, "set_feature_scale"):
-            layer.set_feature_scale(widths)
-    return DigitsModel(images.mean(0) + 0.5, axes[:, order].float(), flow,
-                       HarmonicLatent(N_PIXELS, 1.0 / widths))
+    latent = gaussian_start(flow, widths.float())
+    return DigitsModel(images.mean(0) + 0.5, axes.float(), flow, latent)
 
 
 def fit_digits(train_images: np.ndarray, quick: bool = False, seed: int = 0,
