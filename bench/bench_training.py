@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from deeptime.decomposition import TICA
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -111,7 +112,14 @@ def main() -> dict:
     def mlp_forward():
         mlp(xq)
 
+    tica = TICA(lagtime=10, dim=2).fit(rng.normal(size=(20_000, N))).fetch_model()
+
+    def tica_transform():
+        aligned, _ = phase.superpose(xyz, reference, masses)
+        tica.transform(aligned.reshape(FORWARD_BATCH, -1))
+
     extract_s, mlp_fwd_s = timed(extract, 10, 2), timed(mlp_forward, 10, 2)
+    tica_s = timed(tica_transform, 10, 2)
     extract_flops, mlp_fwd_flops = flops(extract), flops(mlp_forward)
     result = {
         "parameters_flow": sum(x.numel() for x in flow.parameters()),
@@ -128,6 +136,7 @@ def main() -> dict:
         "mlp_forward_gflop_per_s": mlp_fwd_flops / mlp_fwd_s / 1e9,
         "cv_vs_mlp": (extract_flops / extract_s) / (mlp_fwd_flops / mlp_fwd_s),
         "cv_vs_original": (FORWARD_BATCH / extract_s) / ORIGINAL["forward_frames_per_s"],
+        "tica_frames_per_s_with_alignment": FORWARD_BATCH / tica_s,
         "original": ORIGINAL,
         "threads": 1,
     }
