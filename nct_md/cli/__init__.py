@@ -14,8 +14,8 @@ from nct_md import __version__
 from nct_md.errors import NCTInputError
 
 #: Sub-command modules, in the order ``nct-md --help`` lists them.
-COMMANDS = ("simulate", "train", "cvs", "report", "interpolate", "sample", "harmonic_chain",
-            "demo")
+COMMANDS = ("simulate", "train", "cvs", "report", "interpolate", "export", "metad", "sample",
+            "harmonic_chain", "demo")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,215 @@
+"""Build the self-contained CV module from a fitted NCTModel; save and load it as TorchScript.
+
+Public API
+----------
+cv_module(model, n_cvs=2, dtype=torch.float32) -> CVModule
+    The whole positions -> CVs pipeline as an ``nn.Module`` (scriptable, no nct_md inside).
+save_torchscript(model, path, n_cvs=2, dtype=torch.float32, overwrite=False) -> dict
+    Script it and write one ``.pt`` file (PLUMED's PYTORCH_MODEL convention); returns the
+    metadata stored beside it in the file (``nct_md.json``).
+load_torchscript(path) -> (torch.jit.ScriptModule, dict)
+    Read it back with ``torch.jit.load`` and its metadata.
+
+The input is the positions of the model's atoms, in the model's atom order, in nm, flattened
+atom-major: ``(B, 3N)`` = ``x1, y1, z1, x2, y2, z2, ...``; the output is ``(B, n_cvs)``, CV1
+(slowest) first, in the model's units (ps: mass-weighted nm divided by sqrt(kJ/mol)).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from nct_md import __version__
+from nct_md.atomic import atomic_path
+from nct_md.errors import NCTInputError
+from nct_md.export.cvmodule import Affine, Coupling, CVModule, Superposition
+from nct_md.flows import (
+    AffineCoupling,
+    LinearPointTransform,
+    MomentumKick,
+    SymplecticLayer,
+    SymplecticScaling,
+)
+from nct_md.model import NCTModel
+
+#: Name of the JSON metadata stored inside the TorchScript file.
+METADATA_FILE = "nct_md.json"
+#: Flow layers whose position map is linear: exported as an :class:`Affine` stage.
+LINEAR_LAYERS = (LinearPointTransform, SymplecticScaling, MomentumKick)
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+Tensor = torch.Tensor
+
+
+def _preprocessing_affine(model: NCTModel) -> tuple[Tensor, Tensor]:
+    """``(W (3N, d), b (d,))`` with ``positions(q) = q @ W + b`` for superposed frames ``q``.
+
+    Projecting out the rigid-body directions before ``@ basis`` changes nothing (the internal
+    basis is orthogonal to them), so mass weighting, projection, centring, axes and 1/sqrt(kT)
+    are one affine map.
+    """
+    pre = model.preprocessing
+    sqrt_kt = pre.sqrt_kT.double()
+    weight = pre.sqrt_m.double()[:, None] * (pre.basis.double() @ pre.axes.double()) / sqrt_kt
+    bias = -(pre.mean.double() @ pre.axes.double()) / sqrt_kt
+    return weight, bias
+
+
+def _linear_matrix(layer: SymplecticLayer, n: int) -> Tensor:
+    """``W (n, n)`` with ``layer.transform_positions(q) = q @ W`` (float64)."""
+    with torch.no_grad():
+        return copy.deepcopy(layer).double().transform_positions(torch.eye(n, dtype=torch.float64))
+
+
+def _affine(weight: Tensor, bias: Tensor, dtype: torch.dtype) -> Affine:
+    """``x @ weight.T + bias`` (``nn.Linear``'s convention) as an :class:`Affine` in ``dtype``."""
+    return Affine(weight.detach().T.contiguous().to(dtype), bias.detach().to(dtype))
+
+
+def _coupling(layer: AffineCoupling, dtype: torch.dtype) -> tuple[Coupling, Tensor]:
+    """The exported coupling and its split permutation ``P (n, n)``: ``q @ P = [q_a, q_b]``.
+
+    The conditioner must be ``[Linear, SiLU] * depth + [Linear]`` (as built by
+    :func:`nct_md.flows.coupling.mlp`).
+    """
+    net = [copy.deepcopy(m).double() for m in layer.conditioner]
+    hidden, last = net[:-1:2], net[-1]
+    expected = [nn.Linear, nn.SiLU] * len(hidden) + [nn.Linear]
+    if [type(m) for m in net] != expected:
+        raise NCTInputError("cannot export a coupling whose conditioner is not alternating "
+                            "Linear and SiLU layers ending with a Linear layer")
+    scale = layer.feature_scale.detach().cpu().double()
+    idx_a, idx_b = layer.idx_a.cpu(), layer.idx_b.cpu()
+    first = hidden[0] if hidden else last
+    with torch.no_grad():
+        first.weight.div_(scale[idx_a])  # the conditioner sees q_a / scale_a
+    n_b = idx_b.numel()
+    s_head = _affine(last.weight[:n_b] / layer.max_log_scale,
+                     last.bias[:n_b] / layer.max_log_scale, dtype)
+    t_head = _affine(last.weight[n_b:] * scale[idx_b, None], last.bias[n_b:] * scale[idx_b],
+                     dtype)
+    order = torch.cat([idx_a, idx_b])
+    split = torch.eye(order.numel(), dtype=torch.float64)[:, order]
+    coupling = Coupling([_affine(h.weight, h.bias, dtype) for h in hidden], s_head, t_head,
+                        layer.max_log_scale)
+    return coupling, split
+
+
+def _stages(model: NCTModel, n_cvs: int, dtype: torch.dtype) -> tuple[list[nn.Module], Affine]:
+    """Affine and coupling stages, and the final affine head to the ``n_cvs`` slowest CVs.
+
+    A running ``(W, b)`` maps the last emitted stage's output to the flow's coordinates in
+    their own order; linear layers and permutations are multiplied into it in float64 and it is
+    emitted (as one :class:`Affine`) only before a coupling and at the end.
+    """
+    n = model.preprocessing.n_dof
+    select = torch.zeros(n, n_cvs, dtype=torch.float64)
+    select[model.latent.slow_order()[:n_cvs].cpu(), torch.arange(n_cvs)] = 1.0
+    weight, bias = _preprocessing_affine(model)
+    stages: list[nn.Module] = []
+    for layer in model.flow.layers:
+        if isinstance(layer, LINEAR_LAYERS):
+            w = _linear_matrix(layer, n)
+            weight, bias = weight @ w, bias @ w
+        elif isinstance(layer, AffineCoupling):
+            coupling, split = _coupling(layer, dtype)
+            stages += [Affine((weight @ split).to(dtype), (bias @ split).to(dtype)), coupling]
+            weight, bias = split.T.clone(), torch.zeros(n, dtype=torch.float64)
+        else:
+            raise NCTInputError(f"cannot export flow layer {type(layer).__name__}: only affine "
+                                "couplings and linear point transformations are supported")
+    return stages, Affine((weight @ select).to(dtype), (bias @ select).to(dtype))
+
+
+def cv_module(model: NCTModel, n_cvs: int = 2, dtype: torch.dtype = torch.float32) -> CVModule:
+    """The self-contained positions -> CVs module of a configuration-separable model.
+
+    Parameters
+    ----------
+    model : NCTModel
+        Fitted model; its flow must be configuration-separable.
+    n_cvs : int
+        Number of slowest latent positions returned (1 <= n_cvs <= 3N - 6).
+    dtype : torch.float32 or torch.float64
+        Precision of the network (the superposition always runs in float64); outputs come
+        back in the input's dtype.
+
+    Returns
+    -------
+    CVModule
+        In eval mode, no parameters requiring grad; ``module(x)`` maps ``(B, 3N)`` nm to
+        ``(B, n_cvs)`` ps.
+    """
+    model.check_separable()
+    d = model.preprocessing.n_dof
+    if not 1 <= n_cvs <= d:
+        raise NCTInputError(f"n_cvs must be between 1 and {d}, got {n_cvs}")
+    if dtype not in DTYPES.values():
+        raise NCTInputError(f"dtype must be float32 or float64, got {dtype}")
+    model = copy.deepcopy(model).cpu()
+    pre = model.preprocessing
+    superposition = Superposition(pre.reference.double(), pre.masses.double())
+    stages, head = _stages(model, n_cvs, dtype)
+    module = CVModule(superposition, stages, head, list(model.metadata["atom_indices"]))
+    return module.eval()
+
+
+def metadata(model: NCTModel, n_cvs: int, dtype: torch.dtype) -> dict:
+    """JSON-able description of an exported CV module (stored inside the TorchScript file)."""
+    return {
+        "format": "nct-md-cv-torchscript",
+        "nct_md_version": __version__,
+        "n_cvs": int(n_cvs),
+        "n_atoms": int(model.preprocessing.masses.numel()),
+        "atom_indices": [int(i) for i in model.metadata["atom_indices"]],
+        "atom_names": model.atom_names,
+        "masses": model.preprocessing.masses.cpu().tolist(),
+        "frequencies_per_ps": [float(w) for w in model.frequencies[:n_cvs]],
+        "temperature": float(model.metadata["temperature"]),
+        "dtype": str(dtype).removeprefix("torch."),
+        "input": "positions of atom_indices in nm, shape (batch, 3 n_atoms), x1,y1,z1,x2,...",
+        "output": "n_cvs slowest latent positions Q, shape (batch, n_cvs), ps (model units)",
+    }
+
+
+def save_torchscript(model: NCTModel, path: str | os.PathLike, n_cvs: int = 2,
+                     dtype: torch.dtype = torch.float32, overwrite: bool = False) -> dict:
+    """Script the CV module of ``model`` and write it to ``path`` atomically.
+
+    Returns the metadata dict stored in the file as ``nct_md.json``.
+    """
+    scripted = torch.jit.script(cv_module(model, n_cvs, dtype))
+    info = metadata(model, n_cvs, dtype)
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        torch.jit.save(scripted, str(tmp), _extra_files={METADATA_FILE: json.dumps(info)})
+    return info
+
+
+def load_torchscript(path: str | os.PathLike) -> tuple[torch.jit.ScriptModule, dict]:
+    """Load a file written by :func:`save_torchscript`: ``(module, metadata)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise NCTInputError(f"CV file {path} not found; write it with `nct-md export`")
+    extra = {METADATA_FILE: ""}
+    try:
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except RuntimeError as exc:
+        raise NCTInputError(f"{path} is not a TorchScript file ({str(exc).splitlines()[0]})"
+                            ) from None
+    if not extra[METADATA_FILE]:
+        raise NCTInputError(f"{path} is TorchScript but not an nct-md CV export")
+    return module, json.loads(extra[METADATA_FILE])
+
+
+def parse_dtype(name: str) -> torch.dtype:
+    """``"float32"``/``"float64"`` -> torch dtype (NCTInputError otherwise)."""
+    if name not in DTYPES:
+        raise NCTInputError(f"dtype must be one of {', '.join(DTYPES)}, got {name!r}")
+    return DTYPES[name]
+
