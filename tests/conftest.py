@@ -98,3 +98,14 @@ def small_model_file(tmp_path_factory) -> Path:
     assert main(["train", str(ALA_DATA[0]), str(ALA_DATA[4]), "--stride", "4", "--epochs", "2",
                  "--couplings", "2", "--hidden", "16", "--out", str(out)]) == 0
     return out
+
+
+def perturb(module, seed: int, scale: float = 0.3):
+    """Move every parameter of a torch module away from its value by ``scale`` N(0, 1) noise."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in module.parameters():
+            param.add_(scale * torch.randn(param.shape, generator=gen, dtype=param.dtype))
+    return module

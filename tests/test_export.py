@@ -16,6 +16,7 @@ import mdtraj as md
 import numpy as np
 import pytest
 import torch
+from conftest import perturb
 
 from nct_md.cli import main
 from nct_md.errors import NCTInputError
@@ -33,15 +34,6 @@ from nct_md.model import NCTModel
 
 N_FRAMES = 1000
 FD_STEP = 1e-6  # nm
-
-
-def perturb(module: torch.nn.Module, seed: int, scale: float = 0.3) -> torch.nn.Module:
-    """Move every parameter away from its value (trained or identity initialisation)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in module.parameters():
-            param.add_(scale * torch.randn(param.shape, generator=gen, dtype=param.dtype))
-    return module
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import perturb
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,15 +20,6 @@ from nct_md.flows import (
     alternating_masks,
     point_flow,
 )
-
-
-def randomise(layer: torch.nn.Module, seed: int, scale: float = 0.3) -> torch.nn.Module:
-    """Move every parameter away from the identity initialisation."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in layer.parameters():
-            param.add_(scale * torch.randn(param.shape, generator=gen, dtype=param.dtype))
-    return layer
 
 
 def make_layer(kind: str, n: int, hidden: int, depth: int, seed: int) -> torch.nn.Module:
@@ -57,7 +49,7 @@ def make_layer(kind: str, n: int, hidden: int, depth: int, seed: int) -> torch.n
         raise ValueError(kind)
     # The deep stack compounds nine random layers; a milder perturbation keeps its condition
     # number (which bounds any float32 round trip) near that of a trained model.
-    return randomise(layer.double(), seed, scale=0.1 if kind == "deep" else 0.3)
+    return perturb(layer.double(), seed, scale=0.1 if kind == "deep" else 0.3)
 
 
 KINDS = ["scaling", "linear_point", "kick", "drift", "linear_symplectic", "coupling",
@@ -128,7 +120,7 @@ def test_inverse_float64_and_float32(kind):
 
 def test_point_transformations_are_configuration_separable():
     n = 6
-    flow = randomise(SymplecticFlow([point_flow(n, n_couplings=3), SymplecticScaling(n),
+    flow = perturb(SymplecticFlow([point_flow(n, n_couplings=3), SymplecticScaling(n),
                                      MomentumKick(n)]).double(), seed=2)
     assert flow.configuration_separable
     p, q = torch.randn(2, n, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
@@ -141,7 +133,7 @@ def test_point_transformations_are_configuration_separable():
 @pytest.mark.parametrize("extra", [LinearSymplectic, LeapfrogFlow, PositionDrift])
 def test_mixing_layers_are_not_separable(extra):
     n = 4
-    flow = randomise(SymplecticFlow([point_flow(n, 2), extra(n)]).double(), seed=5)
+    flow = perturb(SymplecticFlow([point_flow(n, 2), extra(n)]).double(), seed=5)
     assert not flow.configuration_separable
     m = phase_jacobian(flow, *torch.randn(2, n, dtype=torch.float64))
     assert m[n:, :n].abs().max() > 1e-6
@@ -161,7 +153,7 @@ def test_no_grad_outputs_are_detached_and_equal():
 
 def test_recenter_keeps_the_map_exactly_symplectic():
     n = 5
-    flow = randomise(SymplecticFlow([LinearPointTransform(n), LinearSymplectic(n)]).double(), 1)
+    flow = perturb(SymplecticFlow([LinearPointTransform(n), LinearSymplectic(n)]).double(), 1)
     p, q = torch.randn(2, 7, n, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     before = flow(p, q)
     flow.recenter()
@@ -170,7 +162,7 @@ def test_recenter_keeps_the_map_exactly_symplectic():
     assert torch.allclose(before[1], after[1], atol=1e-12)
     assert all(layer.generator.abs().max() == 0 for layer in flow.modules()
                if isinstance(layer, LinearPointTransform))
-    randomise(flow, 3)  # now A = exp(G) B with B far from the identity
+    perturb(flow, 3)  # now A = exp(G) B with B far from the identity
     m = phase_jacobian(flow, p[0], q[0])
     j = symplectic_form(n)
     assert (m @ j @ m.T - j).abs().max() <= 1e-9
