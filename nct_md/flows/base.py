@@ -26,9 +26,11 @@ class SymplecticLayer(nn.Module):
     configuration_separable: bool = False
 
     def forward(self, p: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover
+        """Map momenta and positions ``(batch, n)`` each to ``(P, Q)`` of the same shapes."""
         raise NotImplementedError
 
     def inverse(self, P: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover
+        """Exact inverse of :meth:`forward`: ``(P, Q)`` ``(batch, n)`` each to ``(p, q)``."""
         raise NotImplementedError
 
     def recenter(self) -> None:

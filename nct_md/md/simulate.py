@@ -115,6 +115,7 @@ def choose_platform(system: openmm.System, positions: np.ndarray, temperature: f
 
 
 def read_structure(path: str | Path, what: str) -> app.PDBFile | app.PDBxFile:
+    """Read a PDB or PDBx/mmCIF file with OpenMM; ``what`` names it in error messages."""
     path = Path(path)
     if not path.is_file():
         raise NCTInputError(f"{what} file '{path}' not found; check the path")
@@ -166,7 +167,9 @@ def _validate(forcefield: str, solvent: str, temperature: float, ns: float, save
 
 
 def build_system(structure: app.PDBFile, forcefield: str, solvent: str,
-                  constraints: str) -> openmm.System:
+                 constraints: str) -> openmm.System:
+    """An OpenMM System of ``structure.topology``: force field (a key of :data:`FORCEFIELDS`),
+    ``solvent`` "obc" (implicit) or "vacuum", ``constraints`` "hbonds" or "none"; no cutoff."""
     files = FORCEFIELDS[forcefield]
     ff = app.ForceField(*(files if solvent == "obc" else files[:1]))
     try:

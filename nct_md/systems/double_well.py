@@ -28,6 +28,7 @@ class DoubleWell:
     bend: float = 0.5
 
     def potential_numpy(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """``V(x, y)`` on numpy arrays (for the quadrature of the exact free energy)."""
         return (self.barrier * (x * x - 1) ** 2
                 + 0.5 * self.stiffness * (y - self.bend * x * x) ** 2)
 
