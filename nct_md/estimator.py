@@ -138,8 +138,8 @@ class NCT:
         pre = Preprocessing(data.reference, data.masses, data.temperature)
         internal = (data.q[train].double() * pre.sqrt_m) @ pre.basis  # (n, d), sqrt(amu) nm
         axes, widths = principal_axes(torch.cov(internal.T))
-        pre = Preprocessing(data.reference, data.masses, data.temperature,
-                            mean=internal.mean(0).numpy(), axes=axes.numpy())
+        pre.mean.copy_(internal.mean(0))
+        pre.axes.copy_(axes)
         architecture = {**self.architecture, "n": pre.n_dof}
         flow = build_flow(architecture)
         latent = gaussian_start(flow, widths / pre.sqrt_kT)  # widths in ps (model units)
@@ -184,7 +184,7 @@ class NCT:
         # DistributedDataParallel averages the gradients, so the step equals the global one.
         net = DistributedDataParallel(model) if world > 1 else model
         to = {"device": self.device, "dtype": self.dtype}
-        q_train, p_all = data.q[train].to(**to), data
+        q_train = data.q[train].to(**to)
         val_p, val_q = val_p.to(**to), val_q.to(**to)
         steps_per_epoch = max(1, len(train) // self.batch_size)
         state = {"epoch": -1, "order": None, "p": data.p[train].to(**to)}
@@ -195,19 +195,15 @@ class NCT:
                 state["epoch"] = epoch
                 state["order"] = torch.randperm(len(train), generator=generator)
                 if not data.has_velocities:
-                    state["p"] = p_all.resample_momenta(generator)[train].to(**to)
+                    state["p"] = data.resample_momenta(generator)[train].to(**to)
             idx = state["order"][k * self.batch_size:(k + 1) * self.batch_size][rank::world]
             nll = net(state["p"][idx], q_train[idx]).mean()
             return nll, {"epoch": epoch, "global_loss": _mean_over_processes(nll, world)}
 
-        @torch.no_grad()
+        @torch.no_grad()  # the couplings' momentum lift then builds no double-backward graph
         def evaluate() -> float:
-            total = 0.0
-            for start in range(0, len(val_q), 4096):
-                sl = slice(start, start + 4096)
-                with torch.enable_grad():
-                    nll = model(val_p[sl], val_q[sl]).sum()
-                total += float(nll.detach())
+            total = sum(float(model(val_p[start:start + 4096], val_q[start:start + 4096]).sum())
+                        for start in range(0, len(val_q), 4096))
             return total / len(val_q)
 
         def recenter_each_epoch(step: int) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import mdtraj as md
 import numpy as np
+import torch
 
 from nct_md.cv import reference, scores
 from nct_md.errors import NCTInputError
@@ -31,9 +32,10 @@ class Features:
         cvs, coords, torsions, times = [], [], [], []
         for traj in trajs:
             atoms = model.select_atoms(traj.topology)
-            q = model.positions_from_xyz(traj.xyz[:, atoms])
+            q = model.positions_from_xyz(traj.xyz[:, atoms])  # superposed once, used twice
             coords.append(q.double().cpu().numpy())
-            cvs.append(model.transform_selected(traj.xyz[:, atoms], k_max))
+            with torch.no_grad():
+                cvs.append(model.cvs(q, k_max).double().cpu().numpy())
             torsions.append(reference.backbone_torsions(traj))
             times.append(np.asarray(traj.time, np.float64))
         return cls(cvs, coords, torsions, times)
