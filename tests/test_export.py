@@ -162,21 +162,32 @@ def test_batched_gradients_on_1000_frames(exported, model64, xyz):
     assert errors.max() > 0  # float32 against float64: a real comparison
 
 
-def test_forward_mode_jacobian(exported, model64, xyz):
-    """``jacobian`` (used by the OpenMM forces) equals autograd (float64) and finite differences."""
+def test_jacobian_against_finite_differences(exported, model64, xyz):
+    """``jacobian`` (hand-written reverse sweep; the OpenMM forces and autograd callers use
+    it) against central differences of the in-package model, which shares no code with it."""
     module = torch.jit.script(cv_module(model64, n_cvs=3, dtype=torch.float64))
-    x = torch.from_numpy(xyz[:100].astype(np.float64).reshape(100, -1)).requires_grad_(True)
-    out = module(x)
-    autograd = np.stack([torch.autograd.grad(out[:, j].sum(), x, retain_graph=True)[0].numpy()
-                         for j in range(3)], axis=1)
+    frames = xyz[:100].astype(np.float64)
     with torch.no_grad():
-        values, jacobian = module.jacobian(x.detach())
-    np.testing.assert_allclose(values.numpy(), out.detach().numpy(), rtol=0, atol=1e-12)
-    assert relative_errors(jacobian.numpy(), autograd).max() < 1e-10
+        values, jacobian = module.jacobian(torch.from_numpy(frames.reshape(100, -1)))
+    np.testing.assert_allclose(values.numpy(), in_package(model64, frames, 3), rtol=0,
+                               atol=1e-12)
+    assert relative_errors(jacobian.numpy(), fd_gradients(model64, frames, 3)).max() < 1e-7
     with torch.no_grad():
         values, jacobian = exported.jacobian(torch.from_numpy(xyz.reshape(N_FRAMES, -1)))
     assert values.dtype == torch.float32 and jacobian.shape == (N_FRAMES, 2, xyz[0].size)
     assert relative_errors(jacobian.numpy(), fd_gradients(model64, xyz)).max() < 1e-4
+
+
+def test_one_frame_gradient_is_the_jacobian_row(exported, xyz):
+    """PLUMED's single-frame call: autograd through ``forward`` returns the Jacobian rows."""
+    x = torch.from_numpy(xyz[:1].reshape(1, -1)).requires_grad_(True)
+    out = exported(x)
+    with torch.no_grad():
+        values, jacobian = exported.jacobian(x.detach())
+    assert torch.equal(out.detach(), values)
+    for j in range(2):
+        grad = torch.autograd.grad(out[:, j].sum(), x, retain_graph=True)[0]
+        assert torch.allclose(grad, jacobian[:, j], rtol=1e-6, atol=0)
 
 
 @pytest.mark.parametrize("noise", [0.05, 0.5])

@@ -19,18 +19,23 @@ Pipeline of :class:`CVModule` for a batch ``x`` of shape ``(B, 3N)`` (``x1, y1, 
 3. :class:`Coupling` stages: the flow's affine-coupling point transformations, each working on
    coordinates permuted into (conditioning, transformed) order by the preceding affine stage.
 
-``forward`` is what PLUMED calls (derivatives by autograd); ``CVModule.jacobian`` returns the
-values and the full Jacobian in one forward-mode pass (each stage's ``tangent``), about twice as
-fast as a forward plus backward pass for one frame, for the OpenMM forces.
+Derivatives
+-----------
+On one frame the cost is the number of small tensor operations, not arithmetic, and an autograd
+backward pass through the whole pipeline costs about twice the forward pass, once per CV as
+PLUMED asks for them. So every stage has a hand-written reverse-mode ``pullback`` that carries
+all k CVs' cotangents at once, and ``jacobian`` returns values and the full Jacobian from one
+forward and one such reverse sweep. When its input requires grad (PLUMED's call), ``forward``
+returns ``values + J (x - x.detach())``: numerically the values, and to autograd a single
+linear node whose backward is ``J`` itself, so each of PLUMED's k backward calls costs a few
+microseconds. Its first derivatives are exact; it has no second derivatives (do not
+differentiate the gradients of this module).
 """
-
-from __future__ import annotations
 
 import torch
 from torch import nn
 
 Tensor = torch.Tensor
-
 
 def _key_map() -> Tensor:
     """``(9, 16)`` map from a flattened correlation matrix ``S`` to Horn's 4 x 4 key matrix.
@@ -52,7 +57,6 @@ def _key_map() -> Tensor:
             key[3 * i + j, row, col] = key[3 * i + j, col, row] = sign
     return key.reshape(9, 16)
 
-
 def _rotation_map() -> Tensor:
     """``(16, 9)`` map from the outer product ``q q^T`` of a unit quaternion to its rotation.
 
@@ -73,9 +77,20 @@ def _rotation_map() -> Tensor:
             rot[a, b, entry] = rot[b, a, entry] = sign
     return rot.reshape(16, 9)
 
+def _rows(per_frame: Tensor, k: int) -> Tensor:
+    """Per-frame factors ``(B, d)`` laid out for cotangent rows ``b k + j`` (``(B k, d)``).
+
+    One frame (the MD case) broadcasts as it is, with no copy.
+    """
+    if per_frame.shape[0] == 1:
+        return per_frame
+    return per_frame.repeat_interleave(k, dim=0)
 
 class Superposition(nn.Module):
     """Differentiable mass-weighted superposition of frames on a fixed reference.
+
+    Centring and Horn's key matrix are linear in the flattened positions, so each is one
+    matrix product; the rotation comes from the key matrix's leading eigenvector.
 
     Parameters
     ----------
@@ -86,63 +101,77 @@ class Superposition(nn.Module):
 
     def __init__(self, reference: Tensor, masses: Tensor):
         super().__init__()
+        n = masses.numel()
+        dtype = reference.dtype
         weights = masses / masses.sum()
-        centred = reference - weights @ reference
-        self.register_buffer("weights", weights)
-        # weighted reference (N, 3): S = centred_frame^T @ weighted_reference
-        self.register_buffer("weighted_reference", weights[:, None] * centred)
-        self.register_buffer("key_map", _key_map().to(reference.dtype))
-        self.register_buffer("rotation_map", _rotation_map().to(reference.dtype))
-        # derivatives along each input coordinate (T = 3N directions), constant because the
-        # centring and the key matrix are linear in the positions
-        n = weights.numel()
-        unit = torch.eye(3 * n, dtype=reference.dtype).reshape(3 * n, n, 3)
-        d_centred = unit - (weights @ unit)[:, None, :]
-        d_corr = d_centred.transpose(1, 2) @ self.weighted_reference
-        self.register_buffer("d_centred", d_centred)  # (T, N, 3)
-        self.register_buffer("d_key", (d_corr.reshape(3 * n, 9) @ self.key_map).reshape(
-            3 * n, 4, 4))
+        weighted_reference = weights[:, None] * (reference - weights @ reference)
+        # centred = x @ centring, x the flattened (3N) positions
+        centring = torch.kron(torch.eye(n, dtype=dtype) - weights[:, None],
+                              torch.eye(3, dtype=dtype))
+        # correlation S_ij = sum_n centred_ni weighted_reference_nj, flattened (3N, 9)
+        correlation = torch.einsum("ik,nj->nikj", torch.eye(3, dtype=dtype),
+                                   weighted_reference).reshape(3 * n, 9)
+        key = centring @ correlation @ _key_map().to(dtype)  # (3N, 16)
+        rotation_map = _rotation_map().to(dtype)  # (16, 9)
+        self.n_atoms = int(n)
+        self.register_buffer("centring", centring)
+        self.register_buffer("centring_t", centring.T.contiguous())
+        self.register_buffer("key", key)
+        self.register_buffer("rotation_map", rotation_map)
+        # d R_flat / d q = q @ rotation_slope (as (B, 4, 9)); Q = q @ key_slope (as (B, 4, 3N))
+        # is the cotangent map u -> positions of a key-matrix cotangent u q^T
+        self.register_buffer("rotation_slope", 2 * rotation_map.reshape(4, 4, 9).transpose(
+            0, 1).reshape(4, 36).contiguous())
+        self.register_buffer("key_slope", key.reshape(3 * n, 4, 4).permute(2, 1, 0).reshape(
+            4, 12 * n).contiguous())
 
-    def _key(self, centred: Tensor) -> Tensor:
-        """Horn's key matrices ``(B, 4, 4)`` of centred frames ``(B, N, 3)``."""
-        corr = centred.transpose(1, 2) @ self.weighted_reference
-        return (corr.reshape(centred.shape[0], 9) @ self.key_map).reshape(-1, 4, 4)
+    def _rotation(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Key-matrix eigenvalues ``(B, 4)`` and eigenvectors ``(B, 4, 4)`` (ascending) of
+        frames ``x (B, 3N)``, and the rotation ``(B, 3, 3)`` of the leading one."""
+        eigenvalues, vectors = torch.linalg.eigh(torch.mm(x, self.key).reshape(-1, 4, 4))
+        quaternion = vectors.select(2, 3)
+        outer = (quaternion.unsqueeze(2) * quaternion.unsqueeze(1)).reshape(-1, 16)
+        return eigenvalues, vectors, torch.mm(outer, self.rotation_map).reshape(-1, 3, 3)
 
-    def _rotation(self, quaternion: Tensor) -> Tensor:
-        """Rotation matrices ``(B, 3, 3)`` of unit quaternions ``(B, 4)``."""
-        outer = quaternion[:, :, None] * quaternion[:, None, :]
-        return (outer.reshape(-1, 16) @ self.rotation_map).reshape(-1, 3, 3)
+    def forward(self, x: Tensor) -> Tensor:
+        """Flattened frames ``(B, 3N)`` nm -> superposed frames ``(B, 3N)`` (centre of mass 0)."""
+        rotation = self._rotation(x)[2]
+        centred = torch.mm(x, self.centring).reshape(-1, self.n_atoms, 3)
+        return torch.bmm(centred, rotation.transpose(1, 2)).reshape(x.shape[0], 3 * self.n_atoms)
 
-    def forward(self, xyz: Tensor) -> Tensor:
-        """Frames ``(B, N, 3)`` nm -> superposed frames ``(B, N, 3)`` nm (centre of mass 0)."""
-        centred = xyz - (self.weights @ xyz)[:, None, :]
-        quaternion = torch.linalg.eigh(self._key(centred))[1][:, :, 3]
-        return centred @ self._rotation(quaternion).transpose(1, 2)
+    @torch.jit.export
+    def run(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Superposed frames ``(B, 3N)`` and what :meth:`pullback` needs.
 
-    def tangent(self, xyz: Tensor) -> tuple[Tensor, Tensor]:
-        """Superposed frames ``(B, N, 3)`` and their derivatives ``(B, 3N, N, 3)``.
-
-        Derivative ``[b, t]`` is along input coordinate t (atom t // 3, axis t % 3). The leading
-        eigenvector moves by ``sum_i v_i (v_i . dK q) / (l_4 - l_i)`` over the other
-        eigenpairs (first-order perturbation theory, the formula autograd's eigh uses).
+        The leading eigenvector q of the key matrix K moves by ``P dK q`` with ``P = sum_i
+        v_i v_i^T / (l_4 - l_i)`` over the other eigenpairs (first-order perturbation theory),
+        so the whole rotation's cotangent map is one per-frame matrix ``(B, 9, 3N)``.
         """
-        centred = xyz - (self.weights @ xyz)[:, None, :]
-        eigenvalues, vectors = torch.linalg.eigh(self._key(centred))
-        quaternion = vectors[:, :, 3]
-        d_key_q = torch.einsum("tij,bj->bti", self.d_key, quaternion)
-        gaps = eigenvalues[:, 3:] - eigenvalues[:, :3]
-        along = torch.einsum("bik,bti->btk", vectors[:, :, :3], d_key_q) / gaps[:, None, :]
-        d_quaternion = torch.einsum("bik,btk->bti", vectors[:, :, :3], along)  # (B, T, 4)
-        d_outer = d_quaternion[:, :, :, None] * quaternion[:, None, None, :]
-        d_outer = d_outer + d_outer.transpose(2, 3)
-        batch, n_dirs = d_quaternion.shape[0], d_quaternion.shape[1]
-        d_rot = (d_outer.reshape(batch, n_dirs, 16) @ self.rotation_map).reshape(
-            batch, n_dirs, 3, 3)
-        rot_t = self._rotation(quaternion).transpose(1, 2)
-        aligned = centred @ rot_t
-        d_aligned = self.d_centred[None] @ rot_t[:, None] + centred[:, None] @ d_rot.transpose(2, 3)
-        return aligned, d_aligned
+        batch = x.shape[0]
+        eigenvalues, vectors, rotation = self._rotation(x)
+        # (plain calls, not indexing: TorchScript turns x[:, :, 3] into three operations)
+        quaternion = vectors.select(2, 3)
+        others = vectors.narrow(2, 0, 3)
+        gaps = eigenvalues.narrow(1, 3, 1) - eigenvalues.narrow(1, 0, 3)
+        slope = torch.bmm(others / gaps.unsqueeze(1), others.transpose(1, 2))  # P, (B, 4, 4)
+        d_rotation = torch.mm(quaternion, self.rotation_slope).reshape(batch, 4, 9)
+        to_positions = torch.mm(quaternion, self.key_slope).reshape(batch, 4, 3 * self.n_atoms)
+        rotation_pullback = torch.bmm(d_rotation.transpose(1, 2), torch.bmm(slope, to_positions))
+        centred = torch.mm(x, self.centring).reshape(batch, self.n_atoms, 3)
+        aligned = torch.bmm(centred, rotation.transpose(1, 2)).reshape(batch, 3 * self.n_atoms)
+        return aligned, [centred, rotation, rotation_pullback]
 
+    @torch.jit.export
+    def pullback(self, cache: list[Tensor], grad: Tensor) -> Tensor:
+        """Cotangents ``(B, k, 3N)`` on the superposed frames -> on the input frames."""
+        centred, rotation, rotation_pullback = cache
+        batch, k, n_in = grad.shape[0], grad.shape[1], grad.shape[2]
+        per_atom = grad.reshape(batch, k * self.n_atoms, 3)
+        direct = torch.mm(torch.bmm(per_atom, rotation).reshape(batch * k, n_in),
+                          self.centring_t).reshape(batch, k, n_in)
+        g_rotation = torch.bmm(grad.reshape(batch, k, self.n_atoms, 3).transpose(2, 3).reshape(
+            batch, 3 * k, self.n_atoms), centred).reshape(batch, k, 9)
+        return direct + torch.bmm(g_rotation, rotation_pullback)
 
 class Affine(nn.Module):
     """``x @ weight + bias``: weight ``(n_in, n_out)``, bias ``(n_out,)``."""
@@ -150,73 +179,93 @@ class Affine(nn.Module):
     def __init__(self, weight: Tensor, bias: Tensor):
         super().__init__()
         self.register_buffer("weight", weight)
+        self.register_buffer("weight_t", weight.T.contiguous())
         self.register_buffer("bias", bias)
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.addmm(self.bias, x, self.weight)
 
-    def tangent(self, x: Tensor, dx: Tensor) -> tuple[Tensor, Tensor]:
-        """Values ``(B, n_out)`` and derivatives ``(B, T, n_out)`` from ``dx (B, T, n_in)``."""
-        return torch.addmm(self.bias, x, self.weight), dx @ self.weight
+    def run(self, x: Tensor, k: int) -> tuple[Tensor, list[Tensor]]:
+        """Values ``(B, n_out)`` and an empty cache (the map is linear)."""
+        return torch.addmm(self.bias, x, self.weight), []
 
+    def pullback(self, cache: list[Tensor], grad: Tensor) -> Tensor:
+        """Cotangents ``(B k, n_out)`` -> ``(B k, n_in)`` (row ``b k + j``: frame b, CV j)."""
+        return torch.mm(grad, self.weight_t)
 
 class Coupling(nn.Module):
     """Affine-coupling point transformation on split-ordered coordinates ``[q_a, q_b]``.
 
     ``Q_a = q_a`` and ``Q_b = q_b exp(s) + t`` with ``h = silu(... silu(L_1 q_a))`` through the
-    hidden affine layers ``L_i``, ``s = max_log_scale * tanh(s_head(h))`` and
-    ``t = t_head(h)``. The training layer's input and output scales and ``1 / max_log_scale``
-    are folded into the affine maps, and the permutations into and out of split order into the
-    neighbouring :class:`Affine` stages.
+    hidden affine layers ``L_i``, ``[r, t] = head(h)`` and ``s = max_log_scale * tanh(r)``. The
+    training layer's input and output scales and ``1 / max_log_scale`` are folded into the
+    affine maps, and the permutations into and out of split order into the neighbouring
+    :class:`Affine` stages.
 
     Parameters
     ----------
     hidden : list of Affine
         Hidden layers, each followed by SiLU (may be empty).
-    s_head, t_head : Affine
-        Hidden features -> ``n_b`` log-scales (before the tanh bound) and shifts.
+    head : Affine
+        Hidden features -> ``2 n_b`` outputs: log-scales before the tanh bound, then shifts.
     max_log_scale : float
     """
 
-    def __init__(self, hidden: list[Affine], s_head: Affine, t_head: Affine,
-                 max_log_scale: float):
+    def __init__(self, hidden: list[Affine], head: Affine, max_log_scale: float):
         super().__init__()
         self.hidden = nn.ModuleList(hidden)
-        self.s_head = s_head
-        self.t_head = t_head
-        self.n_a = int((hidden[0] if hidden else s_head).weight.shape[0])
+        # the same layers, last first, for the reverse sweep (TorchScript cannot reverse a
+        # ModuleList); their buffers are shared, not copied
+        self.hidden_reversed = nn.ModuleList(hidden[::-1])
+        self.head = head
+        self.n_a = int((hidden[0] if hidden else head).weight.shape[0])
+        self.n_b = int(head.weight.shape[1]) // 2
         self.max_log_scale = float(max_log_scale)
+        # head.weight_t with the log-scale rows times max_log_scale (ds/dr = max_log_scale *
+        # tanh'(r)): the pullback's map from [dr-cotangent / max_log_scale, dt-cotangent]
+        pullback = head.weight_t.clone()
+        pullback[:self.n_b] *= self.max_log_scale
+        self.register_buffer("head_pullback", pullback)
 
     def forward(self, q: Tensor) -> Tensor:
-        qa, qb = q[:, :self.n_a], q[:, self.n_a:]
+        qa, qb = q.split([self.n_a, self.n_b], dim=1)
         h = qa
         for layer in self.hidden:
             h = torch.nn.functional.silu(layer(h))
-        s = self.max_log_scale * torch.tanh(self.s_head(h))
-        return torch.cat([qa, torch.addcmul(self.t_head(h), qb, s.exp())], dim=1)
+        raw, t = self.head(h).split([self.n_b, self.n_b], dim=1)
+        s = self.max_log_scale * torch.tanh(raw)
+        return torch.cat([qa, torch.addcmul(t, qb, s.exp())], dim=1)
 
-    def tangent(self, q: Tensor, dq: Tensor) -> tuple[Tensor, Tensor]:
-        """Values ``(B, n)`` and derivatives ``(B, T, n)`` from ``dq (B, T, n)``."""
-        qa, qb = q[:, :self.n_a], q[:, self.n_a:]
-        dqa, dqb = dq[:, :, :self.n_a], dq[:, :, self.n_a:]
-        h, dh = qa, dqa
+    def run(self, q: Tensor, k: int) -> tuple[Tensor, list[Tensor]]:
+        """Values ``(B, n)`` and the cache, laid out for the k CVs' cotangent rows:
+        ``[exp(s), q_b exp(s), tanh(r), pre-activation of each hidden layer ...]``."""
+        qa, qb = q.split([self.n_a, self.n_b], dim=1)
+        h = qa
+        pre_activations: list[Tensor] = []
         for layer in self.hidden:
-            pre, d_pre = layer.tangent(h, dh)
-            sig = torch.sigmoid(pre)
-            h = pre * sig
-            dh = d_pre * (sig + h - h * sig)[:, None, :]  # silu'(x) = sig + silu (1 - sig)
-        raw, d_raw = self.s_head.tangent(h, dh)
+            pre = layer(h)
+            pre_activations.append(_rows(pre, k))
+            h = torch.nn.functional.silu(pre)
+        raw, t = self.head(h).split([self.n_b, self.n_b], dim=1)
         bounded = torch.tanh(raw)
-        s = self.max_log_scale * bounded
-        d_s = d_raw * (self.max_log_scale - s * bounded)[:, None, :]
-        t, d_t = self.t_head.tangent(h, dh)
-        scaled = qb * s.exp()
-        d_qb = dqb * s.exp()[:, None, :] + scaled[:, None, :] * d_s + d_t
-        return torch.cat([qa, scaled + t], dim=1), torch.cat([dqa, d_qb], dim=2)
+        scale = (self.max_log_scale * bounded).exp()
+        scaled = qb * scale
+        out = torch.cat([qa, scaled + t], dim=1)
+        return out, [_rows(scale, k), _rows(scaled, k), _rows(bounded, k)] + pre_activations
 
+    def pullback(self, cache: list[Tensor], grad: Tensor) -> Tensor:
+        """Cotangents ``(B k, n)`` on the outputs -> on the inputs (row ``b k + j``)."""
+        g_a, g_b = grad.split([self.n_a, self.n_b], dim=1)
+        g_raw = torch.ops.aten.tanh_backward(g_b * cache[1], cache[2])
+        g_h = torch.mm(torch.cat([g_raw, g_b], dim=1), self.head_pullback)
+        i = len(self.hidden)
+        for layer in self.hidden_reversed:
+            i -= 1
+            g_h = torch.mm(torch.ops.aten.silu_backward(g_h, cache[3 + i]), layer.weight_t)
+        return torch.cat([g_a + g_h, g_b * cache[0]], dim=1)
 
-class CVModule(nn.Module):
-    """Positions of the model's atoms -> its ``n_cvs`` slowest latent positions.
+class CVNetwork(nn.Module):
+    """Positions of the model's atoms -> its ``n_cvs`` slowest latent positions, and Jacobian.
 
     Parameters
     ----------
@@ -227,50 +276,118 @@ class CVModule(nn.Module):
         Applied in order to the ``(B, 3N)`` superposed, flattened frames.
     head : Affine
         Last map, to ``(B, n_cvs)``; its dtype is the network's computing dtype.
-    atom_indices : list of int
-        The atoms' 0-based indices in the full topology the model was trained on (metadata).
 
-    The forward pass takes ``x`` of shape ``(B, 3N)`` in nm, atom-major (``x1, y1, z1, x2,
-    ...``), in any floating dtype, and returns ``(B, n_cvs)`` CVs (model units: ps) in the dtype
-    of ``x``.
+    ``forward`` maps ``x (B, 3N)`` nm, atom-major (``x1, y1, z1, x2, ...``), in any floating
+    dtype, to ``(B, n_cvs)`` CVs (model units: ps) in the dtype of ``x``.
     """
 
-    def __init__(self, superposition: Superposition, stages: list[nn.Module], head: Affine,
-                 atom_indices: list[int]):
+    def __init__(self, superposition: Superposition, stages: list[nn.Module], head: Affine):
         super().__init__()
         self.superposition = superposition
         self.stages = nn.ModuleList(stages)
+        # the same stages, last first, for the reverse sweep (buffers shared)
+        self.stages_reversed = nn.ModuleList(stages[::-1])
         self.head = head
-        self.n_atoms = int(superposition.weights.numel())
+        self.n_atoms = superposition.n_atoms
         self.n_cvs = int(head.weight.shape[1])
-        self.atom_indices = [int(i) for i in atom_indices]
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 2 or x.shape[1] != 3 * self.n_atoms:
-            raise ValueError(f"expected positions of shape (batch, {3 * self.n_atoms})")
-        xyz = x.to(torch.float64).reshape(x.shape[0], self.n_atoms, 3)
-        z = self.superposition(xyz).reshape(x.shape[0], 3 * self.n_atoms)
-        z = z.to(self.head.weight.dtype)
+        z = self.superposition(x.to(torch.float64)).to(self.head.weight.dtype)
         for stage in self.stages:
             z = stage(z)
         return self.head(z).to(x.dtype)
 
     @torch.jit.export
     def jacobian(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """CVs ``(B, n_cvs)`` and their Jacobian ``(B, n_cvs, 3N)`` (ps/nm) by forward mode.
+        """CVs ``(B, n_cvs)`` and their Jacobian ``(B, n_cvs, 3N)`` (ps/nm), without autograd.
 
-        One pass carries the derivatives along all 3N inputs, without autograd (several times
-        faster than a forward plus backward pass for one frame); call it without gradients.
+        One forward sweep keeps what each stage's ``pullback`` needs; one reverse sweep carries
+        the cotangents of all CVs together. Call it on inputs that do not require grad.
         """
+        batch, n_in, k = x.shape[0], 3 * self.n_atoms, self.n_cvs
+        aligned, aligned_cache = self.superposition.run(x.to(torch.float64))
+        z = aligned.to(self.head.weight.dtype)
+        caches: list[list[Tensor]] = []
+        for stage in self.stages:
+            z, cache = stage.run(z, k)
+            caches.append(cache)
+        values = self.head(z)
+        # cotangents of all frames and CVs as rows b k + j (frame b, CV j)
+        grad = self.head.weight_t if batch == 1 else self.head.weight_t.repeat(batch, 1)
+        i = len(caches)
+        for stage in self.stages_reversed:
+            i -= 1
+            grad = stage.pullback(caches[i], grad)
+        grad = self.superposition.pullback(
+            aligned_cache, grad.to(torch.float64).reshape(batch, k, n_in))
+        return values.to(x.dtype), grad.to(x.dtype)
+
+@torch.jit.interface
+class _ValuesAndJacobian(nn.Module):
+    """What :class:`CVModule` calls through an interface: ``x -> (values, Jacobian)``."""
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        pass
+
+class _JacobianOf(nn.Module):
+    """``forward`` = the scripted network's ``jacobian``."""
+
+    def __init__(self, network: torch.jit.ScriptModule):
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.network.jacobian(x)
+
+class CVModule(nn.Module):
+    """The exported CVs: :class:`CVNetwork` with cheap first derivatives for autograd callers.
+
+    Parameters
+    ----------
+    network : CVNetwork
+        Scripted here (once) if it is not already.
+    atom_indices : list of int
+        The atoms' 0-based indices in the full topology the model was trained on (metadata).
+
+    ``forward`` maps ``(B, 3N)`` positions (nm) to ``(B, n_cvs)`` CVs (ps). When its input
+    requires grad it returns ``values + J (x - x.detach())`` (see the module docstring). The
+    Jacobian is reached through a TorchScript interface, which the graph executor does not
+    inline: inlined, the network would be recompiled for gradients (its inputs include one
+    that requires grad) and run several times slower, although nothing in it needs autograd.
+    """
+
+    linearization: _ValuesAndJacobian
+
+    def __init__(self, network: CVNetwork, atom_indices: list[int]):
+        super().__init__()
+        if not isinstance(network, torch.jit.ScriptModule):
+            network = torch.jit.script(network)
+        self.network = network
+        self.linearization = _JacobianOf(network)
+        self.n_atoms = int(network.n_atoms)
+        self.n_cvs = int(network.n_cvs)
+        self.atom_indices = [int(i) for i in atom_indices]
+
+    def _check(self, x: Tensor) -> None:
         if x.dim() != 2 or x.shape[1] != 3 * self.n_atoms:
             raise ValueError(f"expected positions of shape (batch, {3 * self.n_atoms})")
-        batch, n_in = x.shape[0], 3 * self.n_atoms
-        aligned, d_aligned = self.superposition.tangent(
-            x.to(torch.float64).reshape(batch, self.n_atoms, 3))
-        dtype = self.head.weight.dtype
-        z = aligned.reshape(batch, n_in).to(dtype)
-        dz = d_aligned.reshape(batch, n_in, n_in).to(dtype)
-        for stage in self.stages:
-            z, dz = stage.tangent(z, dz)
-        z, dz = self.head.tangent(z, dz)
-        return z.to(x.dtype), dz.transpose(1, 2).to(x.dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check(x)
+        if not x.requires_grad:
+            return self.network(x)
+        detached = x.detach()
+        values, jacobian = self.linearization.forward(detached)
+        if x.shape[0] == 1:  # one frame (PLUMED, MD): the autograd graph is one addmm
+            return torch.addmm(values, x - detached, jacobian.select(0, 0).t())
+        return values + (jacobian * (x - detached).unsqueeze(1)).sum(2)
+
+    @torch.jit.export
+    def jacobian(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """CVs ``(B, n_cvs)`` and their Jacobian ``(B, n_cvs, 3N)`` (ps/nm), without autograd.
+
+        One forward sweep and one reverse sweep carrying all CVs' cotangents together; call it
+        on inputs that do not require grad (the OpenMM forces use it).
+        """
+        self._check(x)
+        return self.network.jacobian(x)

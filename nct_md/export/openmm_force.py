@@ -19,7 +19,8 @@ torch_forces(cvs) -> list[openmmtorch.TorchForce]
 
 ``cvs`` is the path of a file written by ``nct-md export`` (TorchScript) or the CV module
 itself (``nct_md.export.cv_module(model)``). All k CVs and their gradients are computed once per
-set of positions (one forward-mode pass, ``CVModule.jacobian``) and shared by the k forces.
+set of positions (one forward and one reverse sweep, ``CVModule.jacobian``) and shared by the k
+forces.
 
 Pickling (OpenMM pickles a PythonForce's function, and ``CustomCVForce`` clones its variables
 through that pickle when a Context is created) carries the TorchScript bytes, so the forces also

@@ -28,7 +28,7 @@ from torch import nn
 from nct_md import __version__
 from nct_md.atomic import atomic_path
 from nct_md.errors import NCTInputError
-from nct_md.export.cvmodule import Affine, Coupling, CVModule, Superposition
+from nct_md.export.cvmodule import Affine, Coupling, CVModule, CVNetwork, Superposition
 from nct_md.flows import (
     AffineCoupling,
     LinearPointTransform,
@@ -90,14 +90,13 @@ def _coupling(layer: AffineCoupling, dtype: torch.dtype) -> tuple[Coupling, Tens
     with torch.no_grad():
         first.weight.div_(scale[idx_a])  # the conditioner sees q_a / scale_a
     n_b = idx_b.numel()
-    s_head = _affine(last.weight[:n_b] / layer.max_log_scale,
-                     last.bias[:n_b] / layer.max_log_scale, dtype)
-    t_head = _affine(last.weight[n_b:] * scale[idx_b, None], last.bias[n_b:] * scale[idx_b],
-                     dtype)
+    head_weight = torch.cat([last.weight[:n_b] / layer.max_log_scale,
+                             last.weight[n_b:] * scale[idx_b, None]])
+    head_bias = torch.cat([last.bias[:n_b] / layer.max_log_scale, last.bias[n_b:] * scale[idx_b]])
     order = torch.cat([idx_a, idx_b])
     split = torch.eye(order.numel(), dtype=torch.float64)[:, order]
-    coupling = Coupling([_affine(h.weight, h.bias, dtype) for h in hidden], s_head, t_head,
-                        layer.max_log_scale)
+    coupling = Coupling([_affine(h.weight, h.bias, dtype) for h in hidden],
+                        _affine(head_weight, head_bias, dtype), layer.max_log_scale)
     return coupling, split
 
 
@@ -156,7 +155,8 @@ def cv_module(model: NCTModel, n_cvs: int = 2, dtype: torch.dtype = torch.float3
     pre = model.preprocessing
     superposition = Superposition(pre.reference.double(), pre.masses.double())
     stages, head = _stages(model, n_cvs, dtype)
-    module = CVModule(superposition, stages, head, list(model.metadata["atom_indices"]))
+    module = CVModule(CVNetwork(superposition, stages, head),
+                      list(model.metadata["atom_indices"]))
     return module.eval()
 
 
