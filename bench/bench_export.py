@@ -6,7 +6,9 @@ Measures, for a trained model (default the heavy-atom alanine-dipeptide model):
    values, gradients as PLUMED computes them (float32 file, one backward per output) and by the
    forward-mode ``jacobian`` against central finite differences of the float64 in-package model,
    and the change of the CVs under random rigid rotations and translations;
-2. cost: microseconds per CV evaluation (PLUMED call; the OpenMM evaluator), per MD step of a
+2. cost: microseconds per CV evaluation (PLUMED's call sequence from Python and from C++, i.e.
+   LibTorch as PLUMED links it, also for untrained flows of other sizes; the OpenMM evaluator),
+   per MD step of a
    CustomCVForce of the PythonForce CVs, and per step of the whole ``openmm.app.Metadynamics``
    run; ns/day with and without the bias (Reference platform, amber99sbildn + OBC, HBonds,
    2 fs, 300 K);
@@ -33,6 +35,7 @@ import torch
 from openmm import app, unit
 from scipy.spatial.transform import Rotation
 
+from bench import libtorch_call
 from nct_md.export import (
     add_cv_force,
     cv_module,
@@ -41,7 +44,7 @@ from nct_md.export import (
     save_torchscript,
 )
 from nct_md.export.openmm_force import CVEvaluator
-from nct_md.model import NCTModel
+from nct_md.model import NCTModel, build_flow
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = sorted((ROOT / "data" / "alanine-dipeptide-300K").glob("*.h5"))
@@ -161,9 +164,48 @@ def step_time(system: openmm.System, pdb: app.PDBFile, steps: int = 2000) -> flo
     return best * 1e6
 
 
-def cost(model: NCTModel, workdir: Path) -> dict:
+def libtorch_cost(exe: Path | None, cv_file: Path, xyz: np.ndarray) -> dict:
+    """PLUMED's call sequence from C++ (bench/plumed_call.cpp) on frames ``(F, N, 3)``, and the
+    largest difference of its values and derivatives from the same call made from Python."""
+    if exe is None:
+        return {"error": "no C++ compiler: LibTorch timings not measured"}
+    result = libtorch_call.run(exe, cv_file, xyz.reshape(len(xyz), -1))
+    module = torch.jit.load(str(cv_file))
+    calls = [plumed_call(module, row) for row in xyz.reshape(len(xyz), -1)]
+    return {"plumed_call_us": result["us_per_call"],
+            "forward_backward_us": result["us_forward_backward"],
+            "values_max_abs_diff_vs_python": float(np.abs(
+                result["values"] - np.asarray([c[0] for c in calls])).max()),
+            "derivatives_max_abs_diff_vs_python": float(np.abs(
+                result["derivatives"] - np.asarray([c[1] for c in calls])).max())}
+
+
+def size_sweep(model: NCTModel, exe: Path | None, workdir: Path, xyz: np.ndarray) -> dict:
+    """LibTorch cost of exports of untrained flows of other sizes on the same atoms.
+
+    One frame costs what its number of small tensor operations costs, so this is the table to
+    choose a flow size by when the CV runs inside MD.
+    """
+    sizes = {}
+    for couplings, depth in ((0, 1), (2, 1), (4, 1), (4, 2), (8, 1), (8, 2)):
+        arch = dict(model.architecture, n_couplings=couplings, depth=depth)
+        flow = build_flow(arch)
+        torch.manual_seed(0)
+        for parameter in flow.parameters():
+            parameter.data.normal_(0, 0.05)
+        other = NCTModel(model.preprocessing, flow, model.latent, arch, model.metadata)
+        path = workdir / f"cvs-{couplings}x{depth}.pt"
+        save_torchscript(other, path)
+        cost = libtorch_cost(exe, path, xyz[:20])
+        sizes[f"{couplings}x{depth}"] = {"couplings": couplings, "depth": depth,
+                                        "hidden": int(arch["hidden"]), **cost}
+    return sizes
+
+
+def cost(model: NCTModel, workdir: Path, out: Path) -> dict:
     """CV evaluation alone, and OpenMM steps with and without a CustomCVForce of the CVs."""
     xyz = frames(model, 200).astype(np.float64)
+    exe = libtorch_call.build(out)
     plumed = torch.jit.load(str(workdir / "cvs.pt"))
     evaluator = CVEvaluator(torch.jit.load(str(workdir / "cvs.pt")))
     rows = list(xyz.reshape(len(xyz), -1))
@@ -174,6 +216,8 @@ def cost(model: NCTModel, workdir: Path) -> dict:
     add_cv_force(systems[1], workdir / "cvs.pt", "0.1*cv1 + 0.1*cv2")
     plain, with_cvs = (step_time(system, pdb) for system in systems)
     return {"plumed_call_us": time_per_call(lambda r: plumed_call(plumed, r), rows),
+            "libtorch": libtorch_cost(exe, workdir / "cvs.pt", xyz),
+            "libtorch_by_flow_size": size_sweep(model, exe, workdir, xyz),
             "openmm_evaluator_us": time_per_call(evaluator, list(xyz)),
             "openmm_step_us_plain": plain, "openmm_step_us_with_cv_force": with_cvs,
             "cv_force_us_per_step": with_cvs - plain}
@@ -235,7 +279,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         report = {"model": str(args.model), "accuracy": accuracy(model, workdir),
-                  "cost": cost(model, workdir)}
+                  "cost": cost(model, workdir, args.out)}
         print(json.dumps(report, indent=2), flush=True)
         unbiased = unbiased_run(args.ps, args.seed)
         biased = biased_run(model, args.ps, args.seed, workdir, settings)

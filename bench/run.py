@@ -37,8 +37,12 @@ TABLE = [
      "<= 1,000"),
     ("generate.json", "bridge.2_workers_frames_per_s", "OpenMM bridge, 2 workers, batch 1,024 "
      "(frames/s)", "bridge.1_workers_frames_per_s", "1 worker (ideal: 2x)", ">= 1.7x"),
-    ("export.json", "cost.plumed_call_us", "exported CV, one frame, forward + backward per CV "
-     "as PLUMED calls it (us)", None, "", "<= 200"),
+    ("export.json", "cost.libtorch.plumed_call_us", "exported CV (shipped model), one frame, "
+     "PLUMED's call sequence from C++ / LibTorch (us)", None, "", "<= 200"),
+    ("export.json", "cost.libtorch.forward_backward_us", "exported CV (shipped model), one "
+     "frame, forward + one backward, C++ (us)", None, "", "<= 200"),
+    ("export.json", "cost.plumed_call_us", "exported CV (shipped model), PLUMED's call sequence "
+     "from Python (us)", None, "", ""),
     ("export.json", "cost.cv_force_us_per_step", "OpenMM CV force (PythonForce) per MD step (us)",
      "cost.openmm_step_us_plain", "plain MD step", ""),
     ("harmonic_chain.json", "32.seconds_to_1pct", "harmonic chain n = 32: time to 1 % (s)",
@@ -70,6 +74,14 @@ def collect() -> None:
         cell = _format(ours) if isinstance(ours, int | float) else "not measured"
         ref_cell = f"{_format(ref)} ({ref_label})" if ref is not None else ""
         rows.append(f"| {label} | {cell} | {ref_cell} | {ratio} | {target} |")
+    sizes = _get(results.get("export", {}), "cost.libtorch_by_flow_size") or {}
+    if sizes:
+        rows += ["", "Exported CV cost by flow size (untrained flows, same atoms; C++ / LibTorch, "
+                 "one frame, us):", "", "| couplings x depth | PLUMED sequence | forward + one "
+                 "backward |", "| --- | --- | --- |"]
+        rows += [f"| {key} | {_format(entry['plumed_call_us'])} | "
+                 f"{_format(entry['forward_backward_us'])} |" for key, entry in sizes.items()
+                 if "plumed_call_us" in entry]
     load = os.getloadavg()[0]
     rows.append(f"\n1-minute load average after the run: {load:.2f} (2 cores).")
     (HERE / "results.md").write_text("\n".join(rows) + "\n")

@@ -18,6 +18,7 @@ import pytest
 import torch
 from conftest import perturb
 
+from bench import libtorch_call
 from nct_md.cli import main
 from nct_md.errors import NCTInputError
 from nct_md.export import cv_module, load_torchscript, plumed_input, save_torchscript
@@ -57,11 +58,17 @@ def xyz(ala_data_files, model) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def exported(model, tmp_path_factory):
-    """The float32 export written to a file and loaded back as PLUMED does."""
+def exported_file(model, tmp_path_factory):
+    """The float32 export of two CVs, written to a file."""
     path = tmp_path_factory.mktemp("export") / "cvs.pt"
     save_torchscript(model, path, n_cvs=2)
-    return torch.jit.load(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(exported_file):
+    """The float32 export loaded back as PLUMED does."""
+    return torch.jit.load(str(exported_file))
 
 
 def in_package(model: NCTModel, xyz: np.ndarray, n_cvs: int = 2) -> np.ndarray:
@@ -150,6 +157,18 @@ def test_plumed_call_values_and_derivatives(exported, model64, xyz):
         values, derivatives = plumed_call(exported, row)
         assert np.abs(values - value).max() < 1e-5
         assert relative_errors(derivatives, grad).max() < 1e-4
+
+
+def test_libtorch_call_values_and_derivatives(exported_file, model64, xyz, tmp_path_factory):
+    """The file called from C++ (LibTorch) with PLUMED's exact sequence (bench/plumed_call.cpp)."""
+    exe = libtorch_call.build(tmp_path_factory.mktemp("harness"))
+    if exe is None:
+        pytest.skip("no C++ compiler to build the LibTorch harness")
+    sample = xyz[::50]
+    result = libtorch_call.run(exe, exported_file, sample.reshape(len(sample), -1), repeats=20)
+    assert np.abs(result["values"] - in_package(model64, sample)).max() < 1e-5
+    assert relative_errors(result["derivatives"], fd_gradients(model64, sample)).max() < 1e-4
+    assert result["us_per_call"] > 0 and result["us_forward_backward"] > 0
 
 
 def test_batched_gradients_on_1000_frames(exported, model64, xyz):
