@@ -29,6 +29,8 @@ TABLE = [
      "(frames/s)", "original.forward_frames_per_s", "original positions-only forward", ">= 2x"),
     ("training.json", "cv_gflop_per_s", "CV transform (GFLOP/s)", "mlp_forward_gflop_per_s",
      "FLOP-matched MLP forward", ">= 50 %"),
+    ("training.json", "torch_compile.forward_frames_per_s_compiled", "flow forward, "
+     "torch.compile (frames/s)", "torch_compile.forward_frames_per_s_eager", "eager", ""),
     ("training.json", "cv_frames_per_s_with_alignment", "CV extraction (frames/s)",
      "tica_frames_per_s_with_alignment", "deeptime TICA transform with alignment", ""),
     ("cvs.json", "peak_rss_mb", "`nct-md cvs`, 1,000,000 frames: peak RSS (MB)", None, "",
