@@ -1,4 +1,5 @@
-"""CV scores against analytic references: kNN MI, VAMP-2, kNN accuracy, basin definitions."""
+"""CV scores against analytic references: kNN MI, VAMP-2 (linear and discretised), kNN
+accuracy, basin definitions."""
 
 from __future__ import annotations
 
@@ -48,6 +49,34 @@ def test_vamp2_of_ar1_matches_analytic():
     assert abs(scores.vamp2(train, test, lag) - (1 + a ** (2 * lag))) < 0.03
     noise = [rng.standard_normal((20_000, 1)) for _ in range(2)]
     assert abs(scores.vamp2(noise, noise, lag) - 1) < 0.01
+
+
+def two_state_hidden(n: int, switch: float, rng) -> np.ndarray:
+    """A coordinate ``(n, 1)`` whose slow two-state process is invisible to linear functions.
+
+    A Markov chain switches state with probability ``switch`` per frame; state 0 sits near 0,
+    state 1 near -2 or +2 (random sign each frame), so the state mean is 0 in both.
+    """
+    state = np.cumsum(rng.random(n) < switch) % 2
+    sign = rng.choice([-1.0, 1.0], n)
+    return (2.0 * state * sign + 0.3 * rng.standard_normal(n))[:, None]
+
+
+def test_discrete_vamp2_sees_a_nonlinear_slow_process():
+    """The k-means basis finds the hidden process (analytic 1 + (1 - 2 p)^(2 lag)) that the
+    linear score misses; noise scores 1; scores lie in [1, 1 + n_components]."""
+    rng = np.random.default_rng(5)
+    switch, lag = 0.01, 5
+    train = [two_state_hidden(20_000, switch, rng) for _ in range(2)]
+    test = [two_state_hidden(20_000, switch, rng) for _ in range(2)]
+    exact = 1 + (1 - 2 * switch) ** (2 * lag)
+    assert abs(scores.discrete_vamp2(train, test, lag, n_components=1) - exact) < 0.1
+    assert scores.vamp2(train, test, lag) < 1.05
+    noise = [rng.standard_normal((20_000, 1)) for _ in range(4)]
+    assert scores.discrete_vamp2(noise[:2], noise[2:], lag, n_components=1) < 1.05
+    both = [np.hstack([x, n]) for x, n in zip(train + test, noise, strict=True)]
+    score = scores.discrete_vamp2(both[:2], both[2:], lag, n_components=2)
+    assert exact - 0.15 < score <= 3 + 1e-9
 
 
 def test_tica_components_match_deeptime():

@@ -28,6 +28,11 @@ def test_report_contract_and_plots(small_model_file, ala_data_files, tmp_path, c
         assert 1.0 <= vamp["nct"][str(k)] <= 1 + k + 1e-6
         assert 1.0 <= vamp["tica"][str(k)] <= 1 + k + 1e-6
     assert vamp["tica"]["2"] >= vamp["tica"]["1"] - 1e-3
+    discrete = report["vamp2_discrete"]
+    assert "k-means" in discrete["protocol"] and "held-out" in discrete["protocol"]
+    for method in ("nct", "tica"):
+        assert set(discrete[method]) == {"1", "2", "3", "4"}
+        assert all(1.0 <= discrete[method][str(k)] <= 1 + k + 1e-6 for k in range(1, 5))
     assert 1.0 <= vamp["phipsi"] <= 5.0
     accuracy = report["basin_classification"]
     assert 0 <= accuracy["nct_cv1_cv2"] <= 1 and 0 <= accuracy["tica_2"] <= 1

@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> None:
 
 
 def print_summary(report: dict) -> None:
-    """A short table: slowest frequencies, MI with Phi/Psi, VAMP-2 of NCT vs TICA."""
+    """A short table: slowest frequencies, MI with Phi/Psi, VAMP-2 (linear and discretised) of
+    NCT vs TICA, basin accuracy."""
     w = report["frequencies_per_ps"]
     print("slowest frequencies (1/ps): " + "  ".join(f"{x:.3g}" for x in w[:4]))
     mi = report["mutual_information"]
@@ -75,9 +76,14 @@ def print_summary(report: dict) -> None:
         print(f"{'':6}{'MI phi':>9}{'MI psi':>9}   (nats)")
         for name, values in mi.items():
             print(f"{name:6}{values['phi']:>9.3f}{values['psi']:>9.3f}")
-    print(f"{'k':>3}{'VAMP-2 NCT':>12}{'VAMP-2 TICA':>13}   (lag {report['lag_ps']:g} ps)")
+    discrete = report["vamp2_discrete"]
+    print(f"{'k':>3}{'VAMP-2 NCT':>12}{'VAMP-2 TICA':>13}{'discr. NCT':>12}{'discr. TICA':>13}"
+          f"   (lag {report['lag_ps']:g} ps)")
     for k, value in report["vamp2"]["nct"].items():
-        print(f"{k:>3}{value:>12.3f}{report['vamp2']['tica'][k]:>13.3f}")
+        print(f"{k:>3}{value:>12.3f}{report['vamp2']['tica'][k]:>13.3f}"
+              f"{discrete['nct'][k]:>12.3f}{discrete['tica'][k]:>13.3f}")
+    print("discr. = VAMP-2 of one-hot k-means states of the k coordinates, constant + k "
+          "singular functions (protocol in report.json: vamp2_discrete)")
     if "phipsi" in report["vamp2"]:
         print(f"VAMP-2 of (cos, sin) Phi/Psi: {report['vamp2']['phipsi']:.3f}")
     if "basin_classification" in report:

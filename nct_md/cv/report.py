@@ -17,6 +17,16 @@ from nct_md.cv import reference, scores
 from nct_md.errors import NCTInputError
 from nct_md.model import NCTModel, per_ps_to_wavenumber
 
+#: k-means states of the discretised ("MSM-style") VAMP-2 score.
+DISCRETE_CLUSTERS = 100
+DISCRETE_PROTOCOL = (
+    f"for each k: deeptime KMeans ({DISCRETE_CLUSTERS} centres, k-means++, seed 0) on the k "
+    "slowest NCT CVs, resp. the k leading TICA components, standardised and fitted on the "
+    "fitting trajectories; every frame one-hot encoded by its nearest centre; deeptime VAMP at "
+    "lag {lag} frames fitted on the fitting trajectories and scored on the held-out ones "
+    "(trajectories kept separate) with the constant plus the k leading singular functions, so "
+    "scores lie in [1, 1 + k]; the same protocol for NCT and TICA")
+
 
 @dataclass
 class Features:
@@ -119,12 +129,16 @@ def build_report(model: NCTModel, test: list[md.Trajectory],
         "mutual_information": {},
         "vamp2": {"nct": {}, "tica": {}},
     }
+    report["vamp2_discrete"] = {"protocol": DISCRETE_PROTOCOL.format(lag=lag), "nct": {},
+                                "tica": {}}
     for k in range(1, k_max + 1):
-        report["vamp2"]["nct"][str(k)] = scores.vamp2(
-            [c[:, :k] for c in fit_l.cvs], [c[:, :k] for c in held_l.cvs], lag)
-        fit_tica = scores.tica_components(fit_l.coords, lag, k, fit_l.coords)
-        held_tica = scores.tica_components(fit_l.coords, lag, k, held_l.coords)
-        report["vamp2"]["tica"][str(k)] = scores.vamp2(fit_tica, held_tica, lag)
+        spaces = {"nct": ([c[:, :k] for c in fit_l.cvs], [c[:, :k] for c in held_l.cvs]),
+                  "tica": (scores.tica_components(fit_l.coords, lag, k, fit_l.coords),
+                           scores.tica_components(fit_l.coords, lag, k, held_l.coords))}
+        for name, (fit_x, held_x) in spaces.items():
+            report["vamp2"][name][str(k)] = scores.vamp2(fit_x, held_x, lag)
+            report["vamp2_discrete"][name][str(k)] = scores.discrete_vamp2(
+                fit_x, held_x, lag, n_components=k, n_clusters=DISCRETE_CLUSTERS)
     if held.has_torsions and fit.has_torsions:
         feats = [reference.torsion_features(t["phi"], t["psi"]) for t in held_l.torsions]
         fit_feats = [reference.torsion_features(t["phi"], t["psi"]) for t in fit_l.torsions]

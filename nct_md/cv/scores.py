@@ -1,5 +1,9 @@
 """Scores of CVs: mutual information with angles, VAMP-2 (deeptime), TICA baseline, kNN basins.
 
+VAMP-2 comes in two flavours: of the CVs themselves (linear functions of them) and of a fixed
+nonlinear basis of them (one-hot k-means states, "MSM-style"), which compares CV spaces without
+favouring coordinates whose slow process happens to be linear in them.
+
 Time-lagged scores take lists of per-trajectory arrays and never join trajectories.
 """
 
@@ -8,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from deeptime.clustering import KMeans
 from deeptime.decomposition import TICA, VAMP
 from scipy.spatial import cKDTree
 from scipy.special import digamma
@@ -59,6 +64,36 @@ def vamp2(train: Trajs, test: Trajs, lag: int) -> float:
     fit = VAMP(lagtime=lag, epsilon=1e-10).fit([np.asarray(t, np.float64) for t in train])
     held = VAMP(lagtime=lag, epsilon=1e-10).fit([np.asarray(t, np.float64) for t in test])
     return float(fit.fetch_model().score(2, test_model=held.fetch_model()))
+
+
+def discrete_vamp2(train: Trajs, test: Trajs, lag: int, n_components: int,
+                   n_clusters: int = 100, seed: int = 0) -> float:
+    """Cross-validated VAMP-2 of one-hot k-means states of the coordinates (constant included).
+
+    Each coordinate is standardised with the ``train`` mean and spread, deeptime ``KMeans``
+    (``n_clusters`` centres, k-means++ seeded with ``seed``, one thread) is fitted on the
+    ``train`` frames, and every frame becomes the one-hot indicator ``(n_frames, n_clusters)`` of
+    its nearest centre. A VAMP model of these indicators is fitted on ``train`` and scored on
+    ``test`` (trajectories kept separate) with the constant function plus its ``n_components``
+    leading singular functions, so the score lies in ``[1, 1 + n_components]``.
+
+    Each element of ``train`` and ``test`` is ``(n_frames, n_coordinates)``; ``lag`` in frames.
+    """
+    train = [np.asarray(t, np.float64).reshape(len(t), -1) for t in train]
+    joined = np.concatenate(train)  # clustering ignores time order, so joining is harmless here
+    mean, std = joined.mean(0), joined.std(0) + 1e-300
+    kmeans = KMeans(n_clusters, fixed_seed=seed, n_jobs=1).fit(
+        (joined - mean) / std, n_jobs=1).fetch_model()
+
+    def states(trajs: Trajs) -> list[np.ndarray]:
+        """One-hot cluster indicators ``(n_frames, n_clusters)`` per trajectory."""
+        eye = np.eye(n_clusters)
+        return [eye[kmeans.transform((np.asarray(t, np.float64).reshape(len(t), -1) - mean)
+                                     / std, n_jobs=1)] for t in trajs]
+
+    fit = VAMP(lagtime=lag, epsilon=1e-10).fit(states(train)).fetch_model()
+    held = VAMP(lagtime=lag, epsilon=1e-10).fit(states(test)).fetch_model()
+    return float(fit.score(2, test_model=held, dim=n_components))
 
 
 def tica_components(train: Trajs, lag: int, dim: int, apply_to: Trajs) -> list[np.ndarray]:
