@@ -115,6 +115,15 @@ def test_cli_bad_input(small_model_file, ala_data_files, tmp_path, capsys):
     assert not out.exists() and not (tmp_path / "m.pt").exists()
 
 
+def test_cli_train_flow_size(ala_data_files, tmp_path):
+    """--couplings, --hidden and --depth reach the saved architecture."""
+    out = tmp_path / "m.pt"
+    assert main(["train", str(ala_data_files[0]), "--stride", "20", "--epochs", "1",
+                 "--couplings", "1", "--hidden", "8", "--depth", "1", "--out", str(out)]) == 0
+    architecture = NCTModel.load(out).architecture
+    assert (architecture["n_couplings"], architecture["hidden"], architecture["depth"]) == (1, 8, 1)
+
+
 def test_shipped_model_loads_and_matches_the_data(ala_data_files):
     from pathlib import Path
 

@@ -28,6 +28,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs", type=int, default=40, help="training epochs (default 40)")
     parser.add_argument("--couplings", type=int, default=8, help="coupling layers (default 8)")
     parser.add_argument("--hidden", type=int, default=64, help="conditioner width (default 64)")
+    parser.add_argument("--depth", type=int, default=2,
+                        help="hidden layers per conditioner (default 2); fewer couplings and "
+                             "layers make an exported CV cheaper per MD step")
     parser.add_argument("--batch-size", type=int, default=256, help="batch size (default 256)")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
     parser.add_argument("--stride", type=int, default=1, help="use every n-th frame (default 1)")
@@ -61,9 +64,9 @@ def run(args: argparse.Namespace) -> None:
         print(f"{len(data)} frames in {data.n_traj} trajectories, {data.n_atoms} atoms "
               f"({args.select}), {data.n_dof} internal degrees of freedom, "
               f"momenta from {data.metadata['momenta']}, T = {data.temperature} K")
-    estimator = NCT(n_couplings=args.couplings, hidden=args.hidden, epochs=args.epochs,
-                    batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
-                    checkpoint=checkpoint).fit(data)
+    estimator = NCT(n_couplings=args.couplings, hidden=args.hidden, depth=args.depth,
+                    epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                    device=args.device, checkpoint=checkpoint).fit(data)
     if rank != 0:
         return
     model = estimator.fetch_model()
