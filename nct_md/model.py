@@ -111,6 +111,16 @@ class NCTModel(nn.Module):
         self.latent = latent
         self.architecture = dict(architecture)
         self.metadata = dict(metadata)
+        self._positions_map = None  # torch.compile'd flow.transform_positions, see compile_flow
+
+    def compile_flow(self) -> None:
+        """Run the positions-only flow of :meth:`latent_positions` through ``torch.compile``.
+
+        On CPU the compiled flow is 1.5x faster at batch 10,000 (``bench.bench_training``) but
+        takes 5-15 s to compile, so it pays off from a few million frames; without gradients
+        only (training needs double backward, which torch.compile does not support).
+        """
+        self._positions_map = torch.compile(self.flow.transform_positions, dynamic=True)
 
     # -- phase space -------------------------------------------------------------------------
     def encode(self, p: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
@@ -154,7 +164,8 @@ class NCTModel(nn.Module):
     def latent_positions(self, q: Tensor) -> Tensor:
         """All latent positions ``Q`` ``(B, d)`` from Cartesian ``q`` ``(B, 3N)``, slowest first."""
         self.check_separable()
-        Q = self.flow.transform_positions(self.preprocessing.positions(q))
+        flow_positions = self._positions_map or self.flow.transform_positions
+        Q = flow_positions(self.preprocessing.positions(q))
         return Q[:, self.latent.slow_order()]
 
     def cvs(self, q: Tensor, n_cvs: int = 2) -> Tensor:

@@ -98,6 +98,16 @@ def test_cvs_cli_formats(small_model_file, ala_data_files, tmp_path, suffix):
         assert set(table[:, 0]) == {0, 1} and table[4000, 1] == table[0, 1]
 
 
+def test_cvs_cli_compiled_flow(small_model_file, ala_data_files, tmp_path):
+    """--compile (torch.compile of the flow, chunks of varying size) gives the eager CVs."""
+    out = tmp_path / "cvs.npy"
+    assert main(["cvs", str(small_model_file), str(ala_data_files[0]), "--chunk", "1500",
+                 "--compile", "--out", str(out)]) == 0
+    model = NCTModel.load(small_model_file)
+    expected = model.transform(io.load(ala_data_files[0])[0], 2)
+    assert np.allclose(np.load(out)[:, 2:], expected, rtol=1e-5, atol=1e-5)
+
+
 def test_cli_bad_input(small_model_file, ala_data_files, tmp_path, capsys):
     out = tmp_path / "x.csv"
     assert main(["cvs", str(tmp_path / "missing.pt"), str(ala_data_files[0]),

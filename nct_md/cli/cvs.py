@@ -20,6 +20,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--n-cvs", type=int, default=2, help="number of CVs (default 2)")
     parser.add_argument("--chunk", type=int, default=10_000,
                         help="frames held in memory at once (default 10000)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the flow first (about 1.5x faster on CPU after "
+                             "5-15 s of compiling: for millions of frames)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     parser.add_argument("--out", type=Path, required=True, help=".csv, .npy, .dat or .colvar")
     parser.set_defaults(func=run)
@@ -34,6 +37,8 @@ def run(args: argparse.Namespace) -> None:
     if args.out.exists() and not args.overwrite:
         raise NCTInputError(f"{args.out} exists; choose another --out or pass --overwrite")
     model = NCTModel.load(args.model)
+    if args.compile:
+        model.compile_flow()
     index, times, cvs = [], [], []
     for k, t, c in iter_cvs(model, args.traj, args.top, args.n_cvs, chunk=args.chunk):
         index.append(np.full(len(t), k))
