@@ -180,7 +180,8 @@ def test_metadynamics_20_ps(model, ala_pdb, tmp_path):
     assert table.shape == (20, 6)
     np.testing.assert_allclose(table[:, 0], np.arange(1, 21))
     bias = table[:, 3]
-    assert bias[-1] > bias[0] > 0  # Gaussians were deposited where the system is
+    # Gaussians are deposited where the system is: the bias there is positive and grows
+    assert (bias > 0).all() and bias.max() > 1.5 * bias[0]
     traj = md.load(str(tmp_path / "trajectory.h5"))
     assert traj.n_frames == 20
     np.testing.assert_allclose(table[:, 1:3], model.transform(traj, 2), atol=1e-5)
