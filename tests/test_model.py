@@ -126,12 +126,15 @@ def test_cli_bad_input(small_model_file, ala_data_files, tmp_path, capsys):
 
 
 def test_cli_train_flow_size(ala_data_files, tmp_path):
-    """--couplings, --hidden and --depth reach the saved architecture."""
+    """--couplings, --hidden and --depth reach the saved architecture, --patience the metadata."""
     out = tmp_path / "m.pt"
     assert main(["train", str(ala_data_files[0]), "--stride", "20", "--epochs", "1",
-                 "--couplings", "1", "--hidden", "8", "--depth", "1", "--out", str(out)]) == 0
-    architecture = NCTModel.load(out).architecture
+                 "--couplings", "1", "--hidden", "8", "--depth", "1", "--patience", "3",
+                 "--out", str(out)]) == 0
+    model = NCTModel.load(out)
+    architecture = model.architecture
     assert (architecture["n_couplings"], architecture["hidden"], architecture["depth"]) == (1, 8, 1)
+    assert model.metadata["training"]["hyperparameters"]["patience"] == 3
 
 
 def test_shipped_model_loads_and_matches_the_data(ala_data_files):

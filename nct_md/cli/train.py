@@ -32,6 +32,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="hidden layers per conditioner (default 2); fewer couplings and "
                              "layers make an exported CV cheaper per MD step")
     parser.add_argument("--batch-size", type=int, default=256, help="batch size (default 256)")
+    parser.add_argument("--patience", type=int, default=6,
+                        help="stop after this many epochs without a better validation loss "
+                             "(default 6)")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
     parser.add_argument("--stride", type=int, default=1, help="use every n-th frame (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -65,8 +68,9 @@ def run(args: argparse.Namespace) -> None:
               f"({args.select}), {data.n_dof} internal degrees of freedom, "
               f"momenta from {data.metadata['momenta']}, T = {data.temperature} K")
     estimator = NCT(n_couplings=args.couplings, hidden=args.hidden, depth=args.depth,
-                    epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                    device=args.device, checkpoint=checkpoint).fit(data)
+                    epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                    patience=args.patience, seed=args.seed, device=args.device,
+                    checkpoint=checkpoint).fit(data)
     if rank != 0:
         return
     model = estimator.fetch_model()
