@@ -137,6 +137,20 @@ def test_cli_train_flow_size(ala_data_files, tmp_path):
     assert model.metadata["training"]["hyperparameters"]["patience"] == 3
 
 
+def test_cli_train_restarts_keep_the_best_validation_fit(ala_data_files, tmp_path):
+    out = tmp_path / "m.pt"
+    assert main(["train", str(ala_data_files[0]), "--stride", "20", "--epochs", "2",
+                 "--couplings", "1", "--hidden", "8", "--restarts", "3", "--seed", "4",
+                 "--out", str(out)]) == 0
+    training = NCTModel.load(out).metadata["training"]
+    restarts = training["restarts"]
+    assert restarts["seeds"] == [4, 5, 6] and len(set(restarts["validation_nll"])) == 3
+    assert training["validation_nll"] == min(restarts["validation_nll"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]  # no checkpoints left
+    assert main(["train", str(ala_data_files[0]), "--restarts", "0",
+                 "--out", str(tmp_path / "x.pt")]) == 2
+
+
 def test_shipped_model_loads_and_matches_the_data(ala_data_files):
     from pathlib import Path
 

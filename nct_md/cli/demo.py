@@ -50,8 +50,8 @@ def run(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     print(f"[1/3] nct-md train ({len(train)} trajectories, heavy atoms)")
     _call(train_command, ["train", *map(str, train), "--epochs", str(args.epochs),
-                          "--couplings", "16", "--hidden", "128", "--overwrite",
-                          "--out", str(model)])
+                          "--couplings", "12", "--hidden", "128", "--restarts", "3",
+                          "--overwrite", "--out", str(model)])
     print(f"[2/3] nct-md cvs (held out: {', '.join(HELD_OUT)})")
     _call(cvs_command, ["cvs", str(model), *map(str, held), "--n-cvs", "2", "--overwrite",
                         "--out", str(args.out / "cvs.csv")])

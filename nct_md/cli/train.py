@@ -38,6 +38,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
     parser.add_argument("--stride", type=int, default=1, help="use every n-th frame (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--restarts", type=int, default=1,
+                        help="fit this many times (seeds SEED, SEED+1, ...) and keep the fit "
+                             "with the best validation likelihood (default 1)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     parser.add_argument("--out", type=Path, required=True, help="model file to write")
@@ -59,21 +62,34 @@ def run(args: argparse.Namespace) -> None:
 
     if args.out.exists() and not args.overwrite:
         raise NCTInputError(f"{args.out} exists; choose another --out or pass --overwrite")
+    if args.restarts < 1:
+        raise NCTInputError(f"--restarts must be at least 1, got {args.restarts}")
     rank = _start_distributed(args.device)
-    checkpoint = args.out.with_name(args.out.name + ".ckpt")
     data = load_phase_space(args.traj, args.top, select=args.select,
                             temperature=args.temperature, stride=args.stride)
     if rank == 0:
         print(f"{len(data)} frames in {data.n_traj} trajectories, {data.n_atoms} atoms "
               f"({args.select}), {data.n_dof} internal degrees of freedom, "
               f"momenta from {data.metadata['momenta']}, T = {data.temperature} K")
-    estimator = NCT(n_couplings=args.couplings, hidden=args.hidden, depth=args.depth,
-                    epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                    patience=args.patience, seed=args.seed, device=args.device,
-                    checkpoint=checkpoint).fit(data)
+    fits = []  # (validation NLL, estimator, checkpoint) per restart
+    for seed in range(args.seed, args.seed + args.restarts):
+        suffix = ".ckpt" if args.restarts == 1 else f".seed{seed}.ckpt"
+        checkpoint = args.out.with_name(args.out.name + suffix)
+        estimator = NCT(n_couplings=args.couplings, hidden=args.hidden, depth=args.depth,
+                        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                        patience=args.patience, seed=seed, device=args.device,
+                        checkpoint=checkpoint).fit(data)
+        nll = estimator.fetch_model().metadata["training"]["validation_nll"]
+        if rank == 0 and args.restarts > 1:
+            print(f"seed {seed}: validation NLL {nll:.3f} nats/frame")
+        fits.append((nll, estimator, checkpoint))
+    _, estimator, _ = min(fits, key=lambda fit: fit[0])
     if rank != 0:
         return
     model = estimator.fetch_model()
+    model.metadata["training"]["restarts"] = {
+        "seeds": list(range(args.seed, args.seed + args.restarts)),
+        "validation_nll": [float(nll) for nll, _, _ in fits]}
     # paths relative to the model file, so a model moved with its data still finds them
     where = args.out.resolve().parent
     model.metadata["training"]["files"] = [os.path.relpath(Path(p).resolve(), where)
@@ -81,7 +97,8 @@ def run(args: argparse.Namespace) -> None:
     model.metadata["training"]["topology_file"] = (os.path.relpath(args.top.resolve(), where)
                                                    if args.top else None)
     model.save(args.out, overwrite=args.overwrite)
-    checkpoint.unlink(missing_ok=True)
+    for _, _, checkpoint in fits:
+        checkpoint.unlink(missing_ok=True)
     w = model.frequencies
     print("slowest frequencies (1/ps): " + ", ".join(f"{x:.3g}" for x in w[:6]))
     print(f"validation NLL {model.metadata['training']['validation_nll']:.3f} nats/frame "
