@@ -37,6 +37,7 @@ from torch import nn
 
 Tensor = torch.Tensor
 
+
 def _key_map() -> Tensor:
     """``(9, 16)`` map from a flattened correlation matrix ``S`` to Horn's 4 x 4 key matrix.
 
@@ -56,6 +57,7 @@ def _key_map() -> Tensor:
         for sign, i, j in terms:
             key[3 * i + j, row, col] = key[3 * i + j, col, row] = sign
     return key.reshape(9, 16)
+
 
 def _rotation_map() -> Tensor:
     """``(16, 9)`` map from the outer product ``q q^T`` of a unit quaternion to its rotation.
@@ -77,6 +79,7 @@ def _rotation_map() -> Tensor:
             rot[a, b, entry] = rot[b, a, entry] = sign
     return rot.reshape(16, 9)
 
+
 def _rows(per_frame: Tensor, k: int) -> Tensor:
     """Per-frame factors ``(B, d)`` laid out for cotangent rows ``b k + j`` (``(B k, d)``).
 
@@ -85,6 +88,7 @@ def _rows(per_frame: Tensor, k: int) -> Tensor:
     if per_frame.shape[0] == 1:
         return per_frame
     return per_frame.repeat_interleave(k, dim=0)
+
 
 class Superposition(nn.Module):
     """Differentiable mass-weighted superposition of frames on a fixed reference.
@@ -173,6 +177,7 @@ class Superposition(nn.Module):
             batch, 3 * k, self.n_atoms), centred).reshape(batch, k, 9)
         return direct + torch.bmm(g_rotation, rotation_pullback)
 
+
 class Affine(nn.Module):
     """``x @ weight + bias``: weight ``(n_in, n_out)``, bias ``(n_out,)``."""
 
@@ -192,6 +197,7 @@ class Affine(nn.Module):
     def pullback(self, cache: list[Tensor], grad: Tensor) -> Tensor:
         """Cotangents ``(B k, n_out)`` -> ``(B k, n_in)`` (row ``b k + j``: frame b, CV j)."""
         return torch.mm(grad, self.weight_t)
+
 
 class Coupling(nn.Module):
     """Affine-coupling point transformation on split-ordered coordinates ``[q_a, q_b]``.
@@ -264,6 +270,7 @@ class Coupling(nn.Module):
             g_h = torch.mm(torch.ops.aten.silu_backward(g_h, cache[3 + i]), layer.weight_t)
         return torch.cat([g_a + g_h, g_b * cache[0]], dim=1)
 
+
 class CVNetwork(nn.Module):
     """Positions of the model's atoms -> its ``n_cvs`` slowest latent positions, and Jacobian.
 
@@ -322,12 +329,14 @@ class CVNetwork(nn.Module):
             aligned_cache, grad.to(torch.float64).reshape(batch, k, n_in))
         return values.to(x.dtype), grad.to(x.dtype)
 
+
 @torch.jit.interface
 class _ValuesAndJacobian(nn.Module):
     """What :class:`CVModule` calls through an interface: ``x -> (values, Jacobian)``."""
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         pass
+
 
 class _JacobianOf(nn.Module):
     """``forward`` = the scripted network's ``jacobian``."""
@@ -338,6 +347,7 @@ class _JacobianOf(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self.network.jacobian(x)
+
 
 class CVModule(nn.Module):
     """The exported CVs: :class:`CVNetwork` with cheap first derivatives for autograd callers.
