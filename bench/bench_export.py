@@ -4,14 +4,14 @@ Measures, for a trained model (default the heavy-atom alanine-dipeptide model):
 
 1. accuracy on 1,000 frames of the shipped data (both Phi basins): exported vs in-package
    values, gradients as PLUMED computes them (float32 file, one backward per output) and by the
-   forward-mode ``jacobian`` against central finite differences of the float64 in-package model,
+   module's ``jacobian`` (hand-written reverse sweep) against central finite differences of the
+   float64 in-package model,
    and the change of the CVs under random rigid rotations and translations;
 2. cost: microseconds per CV evaluation (PLUMED's call sequence from Python and from C++, i.e.
    LibTorch as PLUMED links it, also for untrained flows of other sizes; the OpenMM evaluator),
-   per MD step of a
-   CustomCVForce of the PythonForce CVs, and per step of the whole ``openmm.app.Metadynamics``
-   run; ns/day with and without the bias (Reference platform, amber99sbildn + OBC, HBonds,
-   2 fs, 300 K);
+   per MD step of a CustomCVForce of the PythonForce CVs, and per step of the whole
+   ``openmm.app.Metadynamics`` run; ns/day with and without the bias (Reference platform,
+   amber99sbildn + OBC, HBonds, 2 fs, 300 K);
 3. sampling: Phi sign changes (frames every 1 ps) in an unbiased and a biased run of the same
    length, same seed and start.
 

@@ -129,17 +129,19 @@ class Superposition(nn.Module):
         self.register_buffer("key_slope", key.reshape(3 * n, 4, 4).permute(2, 1, 0).reshape(
             4, 12 * n).contiguous())
 
-    def _rotation(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _rotation(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Key-matrix eigenvalues ``(B, 4)`` and eigenvectors ``(B, 4, 4)`` (ascending) of
-        frames ``x (B, 3N)``, and the rotation ``(B, 3, 3)`` of the leading one."""
+        frames ``x (B, 3N)``, the leading one ``q (B, 4)`` and its rotation ``(B, 3, 3)``."""
         eigenvalues, vectors = torch.linalg.eigh(torch.mm(x, self.key).reshape(-1, 4, 4))
+        # (plain calls, not indexing: TorchScript turns x[:, :, 3] into three operations)
         quaternion = vectors.select(2, 3)
         outer = (quaternion.unsqueeze(2) * quaternion.unsqueeze(1)).reshape(-1, 16)
-        return eigenvalues, vectors, torch.mm(outer, self.rotation_map).reshape(-1, 3, 3)
+        rotation = torch.mm(outer, self.rotation_map).reshape(-1, 3, 3)
+        return eigenvalues, vectors, quaternion, rotation
 
     def forward(self, x: Tensor) -> Tensor:
         """Flattened frames ``(B, 3N)`` nm -> superposed frames ``(B, 3N)`` (centre of mass 0)."""
-        rotation = self._rotation(x)[2]
+        rotation = self._rotation(x)[3]
         centred = torch.mm(x, self.centring).reshape(-1, self.n_atoms, 3)
         return torch.bmm(centred, rotation.transpose(1, 2)).reshape(x.shape[0], 3 * self.n_atoms)
 
@@ -152,9 +154,7 @@ class Superposition(nn.Module):
         so the whole rotation's cotangent map is one per-frame matrix ``(B, 9, 3N)``.
         """
         batch = x.shape[0]
-        eigenvalues, vectors, rotation = self._rotation(x)
-        # (plain calls, not indexing: TorchScript turns x[:, :, 3] into three operations)
-        quaternion = vectors.select(2, 3)
+        eigenvalues, vectors, quaternion, rotation = self._rotation(x)
         others = vectors.narrow(2, 0, 3)
         gaps = eigenvalues.narrow(1, 3, 1) - eigenvalues.narrow(1, 0, 3)
         slope = torch.bmm(others / gaps.unsqueeze(1), others.transpose(1, 2))  # P, (B, 4, 4)
