@@ -17,6 +17,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from nct_md import __version__
 from nct_md.errors import NCTInputError
+from nct_md.flows import LinearPointTransform, zmatrix
+from nct_md.latent import HarmonicLatent
 from nct_md.md.phase import PhaseSpaceData
 from nct_md.model import NCTModel, Preprocessing, build_flow, topology_to_json
 from nct_md.train import Trainer
@@ -79,6 +81,41 @@ def _epoch_means(history: list[dict[str, float]], key: str) -> list[float]:
     return [float(np.mean(values)) for _, values in sorted(epochs.items())]
 
 
+#: what the likelihood is taken over
+OBJECTIVES = ("phase_space", "configuration")
+
+
+class _ConfigurationNLL(torch.nn.Module):
+    """``-ln p(q)`` ``(B,)`` of Cartesian positions under ``model`` (the ``p`` argument unused)."""
+
+    def __init__(self, model: NCTModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        return -self.model.configuration_log_prob(self.model.preprocessing.positions(q))
+
+
+@torch.no_grad()
+def _internal_gaussian_start(flow, pre: Preprocessing, q: torch.Tensor) -> HarmonicLatent:
+    """Fit the internal-coordinate layer to frames ``q`` ``(n, 3N)`` and start Gaussian.
+
+    The last (linear) layer starts at the principal axes of the standardised internal
+    coordinates and the latent frequencies at their inverse widths.
+    """
+    internal = flow.layers[0]
+    internal.double().attach(pre)
+    y = internal.fit(pre.positions(q))
+    axes, widths = principal_axes(torch.cov(y.T))
+    last = flow.layers[-1]
+    if isinstance(last, LinearPointTransform):
+        last.double()
+        last.base.copy_(axes.T)
+        last.base_inv.copy_(axes)
+        return HarmonicLatent(len(widths), 1.0 / widths)
+    return HarmonicLatent(len(widths), 1.0 / y.std(0))
+
+
 class NCT:
     """Maximum-likelihood neural canonical transformation of MD phase-space data.
 
@@ -114,17 +151,28 @@ class NCT:
     follows the single-process one with the same global ``batch_size``.
     progress : bool
         tqdm progress bar.
+    internal_coordinates : bool
+        Start the flow with bond lengths, angles and torsions (:class:`~nct_md.flows.
+        InternalCoordinates`, from the topology's bonds); the model's first coordinates are
+        then standardised internal coordinates. Meant for generators over every atom.
+    objective : {"phase_space", "configuration"}
+        Likelihood of phase-space points (default, as in the paper) or of configurations alone
+        (momenta integrated out; needs no velocities; several times faster per step).
     """
 
     def __init__(self, n_couplings: int = 6, hidden: int = 64, depth: int = 2, epochs: int = 30,
                  batch_size: int = 256, lr: float = 2e-3, weight_decay: float = 1e-5,
                  validation_fraction: float = 0.2, patience: int = 6, seed: int = 0,
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                 checkpoint: str | os.PathLike | None = None, progress: bool = True):
+                 checkpoint: str | os.PathLike | None = None, progress: bool = True,
+                 internal_coordinates: bool = False, objective: str = "phase_space"):
         if epochs < 1 or batch_size < 1 or n_couplings < 0:
             raise NCTInputError("epochs and batch_size must be positive, n_couplings >= 0")
+        if objective not in OBJECTIVES:
+            raise NCTInputError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         self.architecture = {"kind": "point_flow", "n_couplings": n_couplings,
                              "hidden": hidden, "depth": depth, "linear": True}
+        self.internal_coordinates, self.objective = internal_coordinates, objective
         self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
         self.weight_decay = weight_decay
         self.validation_fraction, self.patience = validation_fraction, patience
@@ -141,8 +189,16 @@ class NCT:
         pre.mean.copy_(internal.mean(0))
         pre.axes.copy_(axes)
         architecture = {**self.architecture, "n": pre.n_dof}
+        if self.internal_coordinates:
+            try:
+                architecture["internal_coordinates"] = zmatrix(data.topology).tolist()
+            except ValueError as exc:
+                raise NCTInputError(f"internal coordinates of this selection: {exc}") from None
         flow = build_flow(architecture)
-        latent = gaussian_start(flow, widths / pre.sqrt_kT)  # widths in ps (model units)
+        if self.internal_coordinates:
+            latent = _internal_gaussian_start(flow, pre, data.q[train].double())
+        else:
+            latent = gaussian_start(flow, widths / pre.sqrt_kT)  # widths in ps (model units)
         metadata = {
             "nct_md_version": __version__,
             "atom_indices": [int(i) for i in data.atom_indices],
@@ -182,7 +238,8 @@ class NCT:
                                 f"of training processes ({world})")
         # Under torch.distributed each process takes every world-th frame of each global batch;
         # DistributedDataParallel averages the gradients, so the step equals the global one.
-        net = DistributedDataParallel(model) if world > 1 else model
+        objective = model if self.objective == "phase_space" else _ConfigurationNLL(model)
+        net = DistributedDataParallel(objective) if world > 1 else objective
         to = {"device": self.device, "dtype": self.dtype}
         q_train = data.q[train].to(**to)
         val_p, val_q = val_p.to(**to), val_q.to(**to)
@@ -202,7 +259,8 @@ class NCT:
 
         @torch.no_grad()  # the couplings' momentum lift then builds no double-backward graph
         def evaluate() -> float:
-            total = sum(float(model(val_p[start:start + 4096], val_q[start:start + 4096]).sum())
+            total = sum(float(objective(val_p[start:start + 4096],
+                                        val_q[start:start + 4096]).sum())
                         for start in range(0, len(val_q), 4096))
             return total / len(val_q)
 
@@ -228,7 +286,7 @@ class NCT:
             "best_epoch": int(best["step"] // steps_per_epoch),
             "validation_nll": float(best["value"]), "seed": self.seed,
             "epoch_losses": _epoch_means(self.history, "global_loss"),
-            "processes": world,
+            "processes": world, "objective": self.objective,
             "hyperparameters": {"epochs": self.epochs, "batch_size": self.batch_size,
                                 "lr": self.lr, "weight_decay": self.weight_decay,
                                 "patience": self.patience},

@@ -63,6 +63,20 @@ class HarmonicLatent(nn.Module):
         """``ln rho(P, Q)`` at temperature ``kT``, shape ``(batch,)``."""
         return -self.energy(P, Q) / kT - self.log_partition(kT)
 
+    def position_log_prob(self, Q: Tensor, kT: float = 1.0) -> Tensor:
+        """``ln rho(Q)`` ``(batch,)`` of the positions alone, ``Q_k ~ N(0, kT / w_k^2)``."""
+        w = self.frequencies
+        return (-0.5 * (w * Q).square() / kT + self.log_frequencies
+                - 0.5 * math.log(2 * math.pi * kT)).sum(dim=1)
+
+    def sample_positions(self, n_samples: int, kT: float = 1.0,
+                         generator: torch.Generator | None = None) -> Tensor:
+        """``Q`` ``(n_samples, n)`` from the position marginal (reparameterised in ``w``)."""
+        like = self.log_frequencies
+        eps = torch.randn((n_samples, self.n), generator=generator, dtype=like.dtype,
+                          device=like.device)
+        return math.sqrt(kT) * eps / self.frequencies
+
     def forward(self, P: Tensor, Q: Tensor, kT: float = 1.0) -> Tensor:
         """Same as :meth:`log_prob`."""
         return self.log_prob(P, Q, kT)

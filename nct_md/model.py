@@ -24,7 +24,7 @@ from torch import nn
 from nct_md import __version__
 from nct_md.atomic import atomic_path
 from nct_md.errors import NCTInputError
-from nct_md.flows import SymplecticFlow, point_flow
+from nct_md.flows import InternalCoordinates, SymplecticFlow, point_flow
 from nct_md.latent import HarmonicLatent
 from nct_md.md import phase
 
@@ -142,6 +142,23 @@ class NCTModel(nn.Module):
         """Log-density ``(B,)`` of model coordinates (Cartesian densities differ by a constant)."""
         P, Q = self.encode(p, q)
         return self.latent.log_prob(P, Q)
+
+    def configuration_log_prob(self, x_q: Tensor) -> Tensor:
+        """Log-density ``(B,)`` of model positions ``x_q`` ``(B, d)``, momenta integrated out.
+
+        ``ln rho(Q(x_q)) + ln |det dQ/dx_q|``; configuration-separable flows only.
+        """
+        self.check_separable()
+        Q, log_det = self.flow.positions_log_det(x_q)
+        return self.latent.position_log_prob(Q) + log_det
+
+    def sample_configurations(self, n: int, generator: torch.Generator | None = None
+                              ) -> tuple[Tensor, Tensor]:
+        """``n`` model positions ``x_q`` ``(n, d)`` and their log-density ``(n,)``."""
+        self.check_separable()
+        Q = self.latent.sample_positions(n, 1.0, generator)
+        x_q, log_det = self.flow.inverse_positions(Q)
+        return x_q, self.latent.position_log_prob(Q) - log_det
 
     # -- modes -------------------------------------------------------------------------------
     @property
@@ -298,12 +315,20 @@ def topology_from_json(spec: dict) -> md.Topology:
 
 
 def build_flow(architecture: dict) -> SymplecticFlow:
-    """Rebuild a flow from its JSON recipe (weights and masks come from the state dict)."""
+    """Rebuild a flow from its JSON recipe (weights and masks come from the state dict).
+
+    With ``architecture["internal_coordinates"]`` (a Z-matrix, rows of atom indices) the flow
+    starts with an :class:`~nct_md.flows.InternalCoordinates` layer.
+    """
     kind = architecture.get("kind")
     if kind != "point_flow":
         raise NCTInputError(f"unknown flow architecture {kind!r}; this nct-md is {__version__}")
-    return point_flow(architecture["n"], architecture["n_couplings"], architecture["hidden"],
+    flow = point_flow(architecture["n"], architecture["n_couplings"], architecture["hidden"],
                       architecture["depth"], architecture["linear"])
+    rows = architecture.get("internal_coordinates")
+    if rows:
+        flow = SymplecticFlow([InternalCoordinates(rows, architecture["n"]), *flow.layers])
+    return flow
 
 
 def build_model(architecture: dict, metadata: dict, reference: np.ndarray, masses: np.ndarray,

@@ -41,6 +41,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--restarts", type=int, default=1,
                         help="fit this many times (seeds SEED, SEED+1, ...) and keep the fit "
                              "with the best validation likelihood (default 1)")
+    parser.add_argument("--objective", choices=["phase-space", "configuration"],
+                        default="phase-space",
+                        help="likelihood of phase-space points (default, needs momenta) or of "
+                             "configurations alone (momenta integrated out; faster)")
+    parser.add_argument("--internal-coordinates", action="store_true",
+                        help="start the flow with bond lengths, angles and torsions from the "
+                             "topology's bonds (for generators over every atom, with "
+                             "--select all on unconstrained data)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     parser.add_argument("--out", type=Path, required=True, help="model file to write")
@@ -78,7 +86,8 @@ def run(args: argparse.Namespace) -> None:
         estimator = NCT(n_couplings=args.couplings, hidden=args.hidden, depth=args.depth,
                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                         patience=args.patience, seed=seed, device=args.device,
-                        checkpoint=checkpoint).fit(data)
+                        checkpoint=checkpoint, objective=args.objective.replace("-", "_"),
+                        internal_coordinates=args.internal_coordinates).fit(data)
         nll = estimator.fetch_model().metadata["training"]["validation_nll"]
         if rank == 0 and args.restarts > 1:
             print(f"seed {seed}: validation NLL {nll:.3f} nats/frame")

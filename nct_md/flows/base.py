@@ -45,6 +45,18 @@ class SymplecticLayer(nn.Module):
             raise TypeError(f"{type(self).__name__} mixes momenta into Q: Q(q) is undefined")
         return self.forward(torch.zeros_like(q), q)[1]
 
+    def positions_log_det(self, q: Tensor) -> tuple[Tensor, Tensor]:
+        """``Q`` ``(batch, n)`` and ``ln |det dQ/dq|`` ``(batch,)`` (separable layers only).
+
+        The phase-space map has determinant 1; this is the configuration part alone, which
+        makes the model's configuration density ``rho(q) = rho_Q(Q(q)) |det dQ/dq|``.
+        """
+        raise TypeError(f"{type(self).__name__} has no configuration log-determinant")
+
+    def inverse_positions(self, Q: Tensor) -> tuple[Tensor, Tensor]:
+        """``q`` ``(batch, n)`` from ``Q`` and ``ln |det dq/dQ|`` ``(batch,)``."""
+        raise TypeError(f"{type(self).__name__} has no configuration log-determinant")
+
 
 class SymplecticFlow(SymplecticLayer):
     """A composition of symplectic layers, applied in order (``layers[0]`` first)."""
@@ -79,3 +91,17 @@ class SymplecticFlow(SymplecticLayer):
         for layer in self.layers:
             q = layer.transform_positions(q)
         return q
+
+    def positions_log_det(self, q: Tensor) -> tuple[Tensor, Tensor]:
+        total = q.new_zeros(len(q))
+        for layer in self.layers:
+            q, log_det = layer.positions_log_det(q)
+            total = total + log_det
+        return q, total
+
+    def inverse_positions(self, Q: Tensor) -> tuple[Tensor, Tensor]:
+        total = Q.new_zeros(len(Q))
+        for layer in reversed(self.layers):
+            Q, log_det = layer.inverse_positions(Q)
+            total = total + log_det
+        return Q, total

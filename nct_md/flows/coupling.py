@@ -120,3 +120,13 @@ class AffineCoupling(SymplecticLayer):
         qa, qb = self._split(q)
         s, t = self._shift_log_scale(qa)
         return self._join(qa, qb * s.exp() + t)
+
+    def positions_log_det(self, q: Tensor) -> tuple[Tensor, Tensor]:
+        qa, qb = self._split(q)
+        s, t = self._shift_log_scale(qa)
+        return self._join(qa, qb * s.exp() + t), s.sum(1)
+
+    def inverse_positions(self, Q: Tensor) -> tuple[Tensor, Tensor]:
+        qa, Qb = self._split(Q)
+        s, t = self._shift_log_scale(qa)
+        return self._join(qa, (Qb - t) * (-s).exp()), -s.sum(1)

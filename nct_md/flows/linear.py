@@ -63,6 +63,16 @@ class LinearPointTransform(SymplecticLayer):
     def transform_positions(self, q: Tensor) -> Tensor:
         return q @ self.matrices()[0].T
 
+    def _log_det(self) -> Tensor:
+        """``ln |det A| = tr G + ln |det B|``."""
+        return self.generator.trace() + torch.linalg.slogdet(self.base)[1]
+
+    def positions_log_det(self, q: Tensor) -> tuple[Tensor, Tensor]:
+        return q @ self.matrices()[0].T, self._log_det().expand(len(q))
+
+    def inverse_positions(self, Q: Tensor) -> tuple[Tensor, Tensor]:
+        return Q @ self.matrices()[1].T, -self._log_det().expand(len(Q))
+
 
 def _symmetric(weight: Tensor) -> Tensor:
     return 0.5 * (weight + weight.T)
@@ -85,6 +95,12 @@ class MomentumKick(SymplecticLayer):
 
     def transform_positions(self, q: Tensor) -> Tensor:
         return q
+
+    def positions_log_det(self, q: Tensor) -> tuple[Tensor, Tensor]:
+        return q, q.new_zeros(len(q))
+
+    def inverse_positions(self, Q: Tensor) -> tuple[Tensor, Tensor]:
+        return Q, Q.new_zeros(len(Q))
 
 
 class PositionDrift(SymplecticLayer):

@@ -31,3 +31,9 @@ class SymplecticScaling(SymplecticLayer):
 
     def transform_positions(self, q: Tensor) -> Tensor:
         return q * (-self.log_scale).exp()
+
+    def positions_log_det(self, q: Tensor) -> tuple[Tensor, Tensor]:
+        return q * (-self.log_scale).exp(), -self.log_scale.sum().expand(len(q))
+
+    def inverse_positions(self, Q: Tensor) -> tuple[Tensor, Tensor]:
+        return Q * self.log_scale.exp(), self.log_scale.sum().expand(len(Q))

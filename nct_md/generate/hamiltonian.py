@@ -7,6 +7,11 @@ sum is divided by ``kT``, so ``H`` is in units of ``kT`` as the latent is. The m
 and Cartesian internal coordinates is linear with a constant Jacobian, so free energies in model
 units differ from Cartesian ones by a constant only.
 
+:class:`ConfigurationPotential` is the configuration part, ``U(q) / kT`` with the Eckart volume
+``ln |det B(q)|`` of the model's rigid-body-free coordinates
+(:func:`~nct_md.flows.internal.eckart_log_volume`): the Boltzmann density of those coordinates is
+``exp(-U / kT) |det B|``. The kinetic part integrates out exactly (Maxwell-Boltzmann momenta).
+
 Constraints: the Hamiltonian has none. Every one of the ``3N - 6`` internal directions carries
 kinetic and potential energy, so a model must be trained on unconstrained data (the estimator
 refuses constrained selections) and evaluated against an unconstrained System; a System with
@@ -20,6 +25,7 @@ import torch
 from torch import nn
 
 from nct_md.errors import NCTInputError
+from nct_md.flows.internal import eckart_log_volume
 from nct_md.generate.openmm_energy import OpenMMEnergy
 from nct_md.model import NCTModel
 
@@ -58,6 +64,33 @@ class PhaseSpaceHamiltonian(nn.Module):
         """``H / kT`` ``(B,)`` of model coordinates ``(B, d)``; differentiable in both."""
         p, q = self.preprocessing.inverse(x_p, x_q)
         return self.kinetic(p) + self.energy(q)
+
+
+class ConfigurationPotential(nn.Module):
+    """``U(x_q) / kT`` ``(B,)`` and the Eckart volume of model coordinates ``x_q`` ``(B, d)``.
+
+    Parameters as for :class:`PhaseSpaceHamiltonian`.
+    """
+
+    def __init__(self, model: NCTModel, energy: OpenMMEnergy):
+        super().__init__()
+        check_compatible(model, energy)
+        self.preprocessing = model.preprocessing
+        self.energy = energy
+
+    def positions(self, x_q: Tensor) -> Tensor:
+        """Cartesian positions ``(B, 3N)`` nm (reference frame) of model coordinates."""
+        return self.preprocessing.inverse(torch.zeros_like(x_q), x_q)[1]
+
+    def forward(self, x_q: Tensor) -> Tensor:
+        """``U / kT`` ``(B,)``, differentiable."""
+        return self.energy(self.positions(x_q))
+
+    def log_volume(self, x_q: Tensor) -> Tensor:
+        """``ln |det B|`` ``(B,)`` (the Boltzmann density of ``x_q`` is ``exp(-U/kT) |det B|``)."""
+        pre = self.preprocessing
+        return eckart_log_volume(self.positions(x_q), pre.reference.to(x_q.dtype),
+                                 pre.masses.to(x_q.dtype))
 
 
 def check_compatible(model: NCTModel, energy: OpenMMEnergy) -> None:

@@ -1,9 +1,13 @@
 """Draw configurations from a model and weight them by the Boltzmann distribution of ``H``.
 
-For a sample ``x = T^-1(z)`` with ``z`` from the latent, the model density is ``rho(z)`` (the
-flow is symplectic) and the log importance weight towards ``exp(-H / kT)`` is
-``ln w = -(ln rho(z) + H(x) / kT)`` (up to a constant). Samples whose energy is not finite get
-``ln w = -inf``.
+Configuration-separable models (point transformations only): positions come from the model's
+configuration density ``rho(q) = rho(Q(q)) |det dQ/dq|`` and momenta from the exact Maxwell-
+Boltzmann distribution, so the log importance weight towards ``exp(-H / kT)`` is the
+configuration one, ``ln w = -(ln rho(q) + U(q) / kT - ln |det B(q)|)`` (``B`` the Eckart volume,
+see :class:`~nct_md.generate.hamiltonian.ConfigurationPotential`): the momenta add no variance.
+Other models: ``x = T^-1(z)`` with ``z`` from the latent has density ``rho(z)`` (the flow is
+symplectic) and ``ln w = -(ln rho(z) + H(x) / kT)``. Weights are up to a constant; samples whose
+energy is not finite get ``ln w = -inf``.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from nct_md.generate.hamiltonian import PhaseSpaceHamiltonian
+from nct_md.generate.hamiltonian import ConfigurationPotential, PhaseSpaceHamiltonian
 from nct_md.generate.openmm_energy import OpenMMEnergy
 from nct_md.model import NCTModel
 
@@ -47,14 +51,23 @@ def draw_samples(model: NCTModel, energy: OpenMMEnergy, n: int, batch_size: int 
     ``energy`` should not clip (``clip_above=None``) so that weights are exact.
     """
     hamiltonian = PhaseSpaceHamiltonian(model, energy)
+    potential = ConfigurationPotential(model, energy)
     generator = torch.Generator().manual_seed(seed)
     qs, ps, energies, log_w = [], [], [], []
     for start in range(0, n, batch_size):
-        P, Q = model.latent.sample(min(batch_size, n - start), 1.0, generator)
-        x_p, x_q = model.flow.inverse(P, Q)
-        p, q = model.preprocessing.inverse(x_p, x_q)
-        u = energy(q).double()
-        work = model.latent.log_prob(P, Q).double() + hamiltonian.kinetic(p).double() + u
+        size = min(batch_size, n - start)
+        if model.configuration_separable:
+            x_q, log_rho = model.sample_configurations(size, generator)
+            x_p = torch.randn(x_q.shape, generator=generator, dtype=x_q.dtype)
+            p, q = model.preprocessing.inverse(x_p, x_q)
+            u = energy(q).double()
+            work = log_rho.double() + u - potential.log_volume(x_q).double()
+        else:
+            P, Q = model.latent.sample(size, 1.0, generator)
+            x_p, x_q = model.flow.inverse(P, Q)
+            p, q = model.preprocessing.inverse(x_p, x_q)
+            u = energy(q).double()
+            work = model.latent.log_prob(P, Q).double() + hamiltonian.kinetic(p).double() + u
         qs.append(q.double().numpy())
         ps.append(p.double().numpy())
         energies.append(u.numpy() * energy.kT)

@@ -50,8 +50,11 @@ class DoubleWellHamiltonian(nn.Module):
         super().__init__()
         self.well = well
 
-    def forward(self, p: Tensor, q: Tensor) -> Tensor:
+    def potential(self, q: Tensor) -> Tensor:
+        """``V(q)`` ``(B,)`` (kT), the configuration part."""
         x, y = q[:, 0], q[:, 1]
         w = self.well
-        potential = w.barrier * (x * x - 1) ** 2 + 0.5 * w.stiffness * (y - w.bend * x * x) ** 2
-        return 0.5 * p.square().sum(1) + potential
+        return w.barrier * (x * x - 1) ** 2 + 0.5 * w.stiffness * (y - w.bend * x * x) ** 2
+
+    def forward(self, p: Tensor, q: Tensor) -> Tensor:
+        return 0.5 * p.square().sum(1) + self.potential(q)

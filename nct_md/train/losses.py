@@ -1,8 +1,10 @@
 """Training objectives: maximum likelihood on samples, variational free energy from H.
 
 Because every layer is symplectic (unit Jacobian), the model density of a phase-space point is
-the latent density of its image: ``ln p(x) = ln rho(T(x))``. All energies are in units of the
-model's ``kT`` argument.
+the latent density of its image: ``ln p(x) = ln rho(T(x))``. A configuration-separable flow
+also has a configuration density, ``ln p(q) = ln rho(Q(q)) + ln |det dQ/dq|`` (its momentum
+integral), and the ``configuration_*`` objectives use it alone. All energies are in units of
+the model's ``kT`` argument.
 """
 
 from __future__ import annotations
@@ -20,6 +22,19 @@ from nct_md.latent import HarmonicLatent
 
 Tensor = torch.Tensor
 Hamiltonian = Callable[[Tensor, Tensor], Tensor]
+Potential = Callable[[Tensor], Tensor]
+
+
+class ConfigurationDensity(nn.Module):
+    """``ln p(q)`` ``(batch,)`` of configurations ``(batch, n)`` under a separable flow."""
+
+    def __init__(self, flow: SymplecticLayer, latent: HarmonicLatent):
+        super().__init__()
+        self.flow, self.latent = flow, latent
+
+    def forward(self, q: Tensor, kT: float = 1.0) -> Tensor:
+        Q, log_det = self.flow.positions_log_det(q)
+        return self.latent.position_log_prob(Q, kT) + log_det
 
 
 def negative_log_likelihood(flow: SymplecticLayer, latent: HarmonicLatent, p: Tensor, q: Tensor,
@@ -27,6 +42,12 @@ def negative_log_likelihood(flow: SymplecticLayer, latent: HarmonicLatent, p: Te
     """Mean ``-ln p(p, q)`` over a batch of phase-space samples ``(batch, n)``; a scalar."""
     P, Q = flow(p, q)
     return -latent.log_prob(P, Q, kT).mean()
+
+
+def configuration_negative_log_likelihood(flow: SymplecticLayer, latent: HarmonicLatent,
+                                          q: Tensor, kT: float = 1.0) -> Tensor:
+    """Mean ``-ln p(q)`` over configurations ``(batch, n)`` (separable flows); a scalar."""
+    return -ConfigurationDensity(flow, latent)(q, kT).mean()
 
 
 @dataclass(frozen=True)
@@ -85,4 +106,24 @@ def variational_free_energy(flow: SymplecticLayer, latent: HarmonicLatent,
     p, q = flow.inverse(P, Q)
     P_again, Q_again = _frozen(flow)(p, q)
     work = _frozen(latent)(P_again, Q_again, kT) + hamiltonian(p, q) / kT
+    return work.mean(), free_energy_estimate(work)
+
+
+def configuration_free_energy(flow: SymplecticLayer, latent: HarmonicLatent,
+                              potential: Potential, n_samples: int, kT: float = 1.0,
+                              generator: torch.Generator | None = None
+                              ) -> tuple[Tensor, FreeEnergyEstimate]:
+    """Loss ``E_q[ln p(q) + U(q) / kT]`` with ``q = Q^{-1}(Q)``, ``Q`` from the latent positions.
+
+    The configuration part of :func:`variational_free_energy` for a configuration-separable
+    flow (momenta integrate out exactly), with the same sticking-the-landing gradient.
+    ``potential(q)`` is ``U / kT_model`` ``(batch,)``; if it has a ``log_volume(q)`` method
+    (e.g. the Eckart volume of molecules), the target density is ``exp(-U / kT) * volume``.
+    """
+    Q = latent.sample_positions(n_samples, kT, generator)
+    q, _ = flow.inverse_positions(Q)
+    work = _frozen(ConfigurationDensity(flow, latent))(q, kT) + potential(q) / kT
+    log_volume = getattr(potential, "log_volume", None)
+    if log_volume is not None:
+        work = work - log_volume(q)
     return work.mean(), free_energy_estimate(work)
