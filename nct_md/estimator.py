@@ -18,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from nct_md import __version__
 from nct_md.errors import NCTInputError
 from nct_md.flows import LinearPointTransform, zmatrix
+from nct_md.flows.builders import COUPLINGS
 from nct_md.latent import HarmonicLatent
 from nct_md.md.phase import PhaseSpaceData
 from nct_md.model import NCTModel, Preprocessing, build_flow, topology_to_json
@@ -158,6 +159,9 @@ class NCT:
     objective : {"phase_space", "configuration"}
         Likelihood of phase-space points (default, as in the paper) or of configurations alone
         (momenta integrated out; needs no velocities; several times faster per step).
+    coupling : {"affine", "spline"}
+        Affine couplings (default; exportable as a TorchScript CV) or rational-quadratic spline
+        couplings (multimodal coordinates such as torsions; for generators).
     """
 
     def __init__(self, n_couplings: int = 6, hidden: int = 64, depth: int = 2, epochs: int = 30,
@@ -165,13 +169,17 @@ class NCT:
                  validation_fraction: float = 0.2, patience: int = 6, seed: int = 0,
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                  checkpoint: str | os.PathLike | None = None, progress: bool = True,
-                 internal_coordinates: bool = False, objective: str = "phase_space"):
+                 internal_coordinates: bool = False, objective: str = "phase_space",
+                 coupling: str = "affine"):
         if epochs < 1 or batch_size < 1 or n_couplings < 0:
             raise NCTInputError("epochs and batch_size must be positive, n_couplings >= 0")
         if objective not in OBJECTIVES:
             raise NCTInputError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+        if coupling not in COUPLINGS:
+            raise NCTInputError(f"coupling must be one of {COUPLINGS}, got {coupling!r}")
         self.architecture = {"kind": "point_flow", "n_couplings": n_couplings,
-                             "hidden": hidden, "depth": depth, "linear": True}
+                             "hidden": hidden, "depth": depth, "linear": True,
+                             "coupling": coupling}
         self.internal_coordinates, self.objective = internal_coordinates, objective
         self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
         self.weight_decay = weight_decay

@@ -324,7 +324,9 @@ def build_flow(architecture: dict) -> SymplecticFlow:
     if kind != "point_flow":
         raise NCTInputError(f"unknown flow architecture {kind!r}; this nct-md is {__version__}")
     flow = point_flow(architecture["n"], architecture["n_couplings"], architecture["hidden"],
-                      architecture["depth"], architecture["linear"])
+                      architecture["depth"], architecture["linear"],
+                      coupling=architecture.get("coupling", "affine"),
+                      bins=architecture.get("bins", 8))
     rows = architecture.get("internal_coordinates")
     if rows:
         flow = SymplecticFlow([InternalCoordinates(rows, architecture["n"]), *flow.layers])

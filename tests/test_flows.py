@@ -15,6 +15,7 @@ from nct_md.flows import (
     LinearSymplectic,
     MomentumKick,
     PositionDrift,
+    SplineCoupling,
     SymplecticFlow,
     SymplecticScaling,
     alternating_masks,
@@ -37,6 +38,8 @@ def make_layer(kind: str, n: int, hidden: int, depth: int, seed: int) -> torch.n
         layer = LinearSymplectic(n, n_shears=2)
     elif kind == "coupling":
         layer = AffineCoupling(alternating_masks(n, 1, gen)[0], hidden, depth)
+    elif kind == "spline":
+        layer = SplineCoupling(alternating_masks(n, 1, gen)[0], hidden, depth, bins=5, bound=2.0)
     elif kind == "leapfrog":
         layer = LeapfrogFlow(n, n_steps=3, step=0.2, hidden=hidden, depth=depth)
     elif kind == "deep":
@@ -52,7 +55,7 @@ def make_layer(kind: str, n: int, hidden: int, depth: int, seed: int) -> torch.n
     return perturb(layer.double(), seed, scale=0.1 if kind == "deep" else 0.3)
 
 
-KINDS = ["scaling", "linear_point", "kick", "drift", "linear_symplectic", "coupling",
+KINDS = ["scaling", "linear_point", "kick", "drift", "linear_symplectic", "coupling", "spline",
          "leapfrog", "deep"]
 
 

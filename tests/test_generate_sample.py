@@ -89,6 +89,11 @@ def test_kl_and_ess_helpers():
     assert kl["full"] == pytest.approx(0, abs=1e-9)
     shifted = diagnostics.ramachandran_kl(phi, psi, phi * 0.5, psi, w)
     assert shifted["full"] > 0.5
+    # the floor of exact samples falls with the effective sample size
+    small = diagnostics.kl_noise_floor(phi, psi, {"phi_negative": 100, "phi_positive": 100})
+    large = diagnostics.kl_noise_floor(phi, psi, {"phi_negative": 5000, "phi_positive": 5000})
+    assert small["within_basins"] > 2 * large["within_basins"] > 0
+    assert np.isnan(diagnostics.kl_noise_floor(phi, psi, {"phi_negative": 0})["phi_negative"])
 
 
 def test_sample_cli_writes_frames_weights_and_summary(model_file, tmp_path):
@@ -107,6 +112,7 @@ def test_sample_cli_writes_frames_weights_and_summary(model_file, tmp_path):
     assert 0 <= summary["finite_energy_fraction"] <= 1
     assert 1 <= summary["kish_ess"] <= 64
     assert set(summary["ramachandran_kl_nats"]) >= {"full", "within_basins"}
+    assert set(summary["ramachandran_kl_floor_nats"]) >= {"within_basins", "phi_negative"}
     assert (summary_dir / "energy_histograms.png").stat().st_size > 0
     assert (summary_dir / "phi_psi_profiles.png").stat().st_size > 0
     # the frames are whole molecules OpenMM evaluates to the energies behind the weights

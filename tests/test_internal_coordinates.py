@@ -15,6 +15,7 @@ from nct_md.flows import (
     InternalCoordinates,
     LinearPointTransform,
     MomentumKick,
+    SplineCoupling,
     SymplecticFlow,
     SymplecticScaling,
     alternating_masks,
@@ -137,12 +138,14 @@ def test_momentum_lift_is_symplectic(fitted):
     assert (back_p - p).abs().max() < 1e-8 and (back_q - x_q[3:4]).abs().max() < 1e-9
 
 
-@pytest.mark.parametrize("kind", ["coupling", "linear", "scaling", "kick", "stack"])
+@pytest.mark.parametrize("kind", ["coupling", "spline", "linear", "scaling", "kick", "stack"])
 def test_configuration_log_det_matches_autograd(kind):
     n = 5
     gen = torch.Generator().manual_seed(1)
     torch.manual_seed(1)
     layer = {"coupling": lambda: AffineCoupling(alternating_masks(n, 1, gen)[0], 8, 2),
+             "spline": lambda: SplineCoupling(alternating_masks(n, 1, gen)[0], 8, 2, bins=6,
+                                              bound=2.0),
              "linear": lambda: LinearPointTransform(n),
              "scaling": lambda: SymplecticScaling(n),
              "kick": lambda: MomentumKick(n),

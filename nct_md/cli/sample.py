@@ -122,3 +122,7 @@ def print_summary(summary: dict) -> None:
         print(f"Ramachandran KL(MD || reweighted) full {kl['full']:.3f} nats; within basins "
               f"{kl['within_basins']:.3f} (Phi<0 {kl['phi_negative']:.3f}, "
               f"Phi>0 {kl['phi_positive']:.3f})")
+        floor = summary["ramachandran_kl_floor_nats"]
+        print(f"  exact samples with the same ESS per basin would give "
+              f"{floor['within_basins']:.3f} within basins (Phi<0 {floor['phi_negative']:.3f}, "
+              f"Phi>0 {floor['phi_positive']:.3f})")

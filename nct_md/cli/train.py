@@ -45,6 +45,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         default="phase-space",
                         help="likelihood of phase-space points (default, needs momenta) or of "
                              "configurations alone (momenta integrated out; faster)")
+    parser.add_argument("--coupling", choices=["affine", "spline"], default="affine",
+                        help="coupling layers: affine (default; exportable CVs) or rational-"
+                             "quadratic splines (multimodal coordinates, for generators)")
     parser.add_argument("--internal-coordinates", action="store_true",
                         help="start the flow with bond lengths, angles and torsions from the "
                              "topology's bonds (for generators over every atom, with "
@@ -87,7 +90,8 @@ def run(args: argparse.Namespace) -> None:
                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                         patience=args.patience, seed=seed, device=args.device,
                         checkpoint=checkpoint, objective=args.objective.replace("-", "_"),
-                        internal_coordinates=args.internal_coordinates).fit(data)
+                        internal_coordinates=args.internal_coordinates,
+                        coupling=args.coupling).fit(data)
         nll = estimator.fetch_model().metadata["training"]["validation_nll"]
         if rank == 0 and args.restarts > 1:
             print(f"seed {seed}: validation NLL {nll:.3f} nats/frame")

@@ -8,6 +8,7 @@ Every layer maps ``(p, q) -> (P, Q)`` (tensors of shape ``(batch, n)``) and back
 - :class:`MomentumKick`, :class:`PositionDrift`: linear symmetric shears.
 - :class:`LinearSymplectic`: a general element of Sp(2n) as a product of exact factors.
 - :class:`AffineCoupling`: neural point transformation with the exact momentum lift.
+- :class:`SplineCoupling`: rational-quadratic spline coupling (multimodal coordinates).
 - :class:`InternalCoordinates`: bond lengths, angles and torsions (a Z-matrix) as a point
   transformation.
 - :class:`LeapfrogFlow`: leapfrog integration of a learned ``T(p) + V(q)``.
@@ -22,6 +23,7 @@ from nct_md.flows.internal import InternalCoordinates, zmatrix
 from nct_md.flows.leapfrog import LeapfrogFlow
 from nct_md.flows.linear import LinearPointTransform, LinearSymplectic, MomentumKick, PositionDrift
 from nct_md.flows.scaling import SymplecticScaling
+from nct_md.flows.spline import SplineCoupling
 
 __all__ = [
     "AffineCoupling",
@@ -33,6 +35,7 @@ __all__ = [
     "PositionDrift",
     "SymplecticFlow",
     "SymplecticLayer",
+    "SplineCoupling",
     "SymplecticScaling",
     "alternating_masks",
     "point_flow",

@@ -7,6 +7,10 @@ import torch
 from nct_md.flows.base import SymplecticFlow
 from nct_md.flows.coupling import AffineCoupling
 from nct_md.flows.linear import LinearPointTransform
+from nct_md.flows.spline import SplineCoupling
+
+#: coupling layers by name
+COUPLINGS = ("affine", "spline")
 
 
 def alternating_masks(n: int, n_layers: int, generator: torch.Generator | None = None
@@ -27,8 +31,9 @@ def alternating_masks(n: int, n_layers: int, generator: torch.Generator | None =
 
 
 def point_flow(n: int, n_couplings: int = 4, hidden: int = 64, depth: int = 2,
-               linear: bool = True, generator: torch.Generator | None = None) -> SymplecticFlow:
-    """A configuration-separable flow: affine couplings, then an optional linear point transform.
+               linear: bool = True, generator: torch.Generator | None = None,
+               coupling: str = "affine", bins: int = 8) -> SymplecticFlow:
+    """A configuration-separable flow: couplings, then an optional linear point transform.
 
     Parameters
     ----------
@@ -43,9 +48,15 @@ def point_flow(n: int, n_couplings: int = 4, hidden: int = 64, depth: int = 2,
         latent oscillators can be any linear combinations of the couplings' outputs).
     generator : torch.Generator, optional
         Source of the random coupling masks.
+    coupling : {"affine", "spline"}
+        :class:`AffineCoupling` or :class:`~nct_md.flows.spline.SplineCoupling` (multimodal
+        coordinates, e.g. torsions; ``bins`` bins on [-5, 5], for standardised inputs).
     """
+    if coupling not in COUPLINGS:
+        raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}")
     masks = alternating_masks(n, n_couplings, generator)
-    layers = [AffineCoupling(mask, hidden, depth) for mask in masks]
+    layers = [AffineCoupling(mask, hidden, depth) if coupling == "affine"
+              else SplineCoupling(mask, hidden, depth, bins) for mask in masks]
     if linear:
         layers.append(LinearPointTransform(n))
     return SymplecticFlow(layers)

@@ -3,6 +3,11 @@
 All angles in degrees in ``[-180, 180)``; histograms 64 x 64 over Phi and Psi; KL divergences in
 nats, ``KL(MD || reweighted samples)``, with both histograms smoothed by adding ``KL_EPS`` to
 every bin's probability (renormalised) so that empty bins stay finite.
+
+The KL of a finite sample is never 0: MD bins its samples miss cost ``p ln(p / KL_EPS)`` each.
+:func:`kl_noise_floor` gives the KL that exact samples would have with the same effective
+sample size in each basin (bootstrap draws of the MD frames themselves), so a reported KL can be
+read against what the sample count alone allows.
 """
 
 from __future__ import annotations
@@ -98,6 +103,36 @@ def ramachandran_kl(phi_md: np.ndarray, psi_md: np.ndarray, phi_s: np.ndarray,
     return out
 
 
+def kl_noise_floor(phi_md: np.ndarray, psi_md: np.ndarray, ess: dict[str, float],
+                   repeats: int = 5, seed: int = 0) -> dict[str, float]:
+    """KL(MD || n MD frames drawn with replacement) per Phi basin, ``n`` = that basin's ESS.
+
+    ``ess`` maps ``"phi_negative"`` / ``"phi_positive"`` to effective sample sizes (counts).
+    Returns the mean over ``repeats`` draws per basin and ``within_basins`` (MD-share weighted),
+    the value a perfect sampler with these ESS would report.
+    """
+    rng = np.random.default_rng(seed)
+    out, within = {}, 0.0
+    for name, mask in (("phi_negative", phi_md < 0), ("phi_positive", phi_md >= 0)):
+        share = float(mask.mean())
+        n = int(round(ess.get(name, 0.0)))
+        if share == 0:
+            out[name] = 0.0
+            continue
+        if n < 1:
+            out[name] = float("nan")
+            within += share * out[name]
+            continue
+        phi, psi = phi_md[mask], psi_md[mask]
+        target = ramachandran_histogram(phi, psi)
+        draws = [rng.integers(len(phi), size=n) for _ in range(repeats)]
+        out[name] = float(np.mean([kl_divergence(target, ramachandran_histogram(phi[d], psi[d]))
+                                   for d in draws]))
+        within += share * out[name]
+    out["within_basins"] = within
+    return out
+
+
 def free_energy_profile(angles: np.ndarray, weights: np.ndarray | None = None,
                         bins: int = N_BINS) -> tuple[np.ndarray, np.ndarray]:
     """Bin centres (degrees) and ``-ln p`` (kT, minimum 0; inf for empty bins) of an angle."""
@@ -140,6 +175,12 @@ def summarize(traj: md.Trajectory, energies: np.ndarray, log_weights: np.ndarray
         kl = ramachandran_kl(phi_md, psi_md, phi_s, psi_s, normalized_weights(log_weights))
         kl["full_unweighted"] = kl_divergence(ramachandran_histogram(phi_md, psi_md),
                                               ramachandran_histogram(phi_s, psi_s))
+        basin_ess = {"phi_negative": kish_ess(log_weights[phi_s < 0]) if (phi_s < 0).any()
+                     else 0.0,
+                     "phi_positive": kish_ess(log_weights[phi_s >= 0]) if (phi_s >= 0).any()
+                     else 0.0}
         summary["ramachandran_kl_nats"] = kl
+        summary["basin_kish_ess"] = basin_ess
+        summary["ramachandran_kl_floor_nats"] = kl_noise_floor(phi_md, psi_md, basin_ess)
         summary["n_reference_frames"] = reference.n_frames
     return summary

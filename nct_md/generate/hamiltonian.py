@@ -65,6 +65,10 @@ class PhaseSpaceHamiltonian(nn.Module):
         p, q = self.preprocessing.inverse(x_p, x_q)
         return self.kinetic(p) + self.energy(q)
 
+    def log_volume(self, x_q: Tensor) -> Tensor:
+        """Eckart volume ``ln |det B|`` ``(B,)`` (see :class:`ConfigurationPotential`)."""
+        return model_log_volume(self.preprocessing, x_q)
+
 
 class ConfigurationPotential(nn.Module):
     """``U(x_q) / kT`` ``(B,)`` and the Eckart volume of model coordinates ``x_q`` ``(B, d)``.
@@ -78,19 +82,20 @@ class ConfigurationPotential(nn.Module):
         self.preprocessing = model.preprocessing
         self.energy = energy
 
-    def positions(self, x_q: Tensor) -> Tensor:
-        """Cartesian positions ``(B, 3N)`` nm (reference frame) of model coordinates."""
-        return self.preprocessing.inverse(torch.zeros_like(x_q), x_q)[1]
-
     def forward(self, x_q: Tensor) -> Tensor:
         """``U / kT`` ``(B,)``, differentiable."""
-        return self.energy(self.positions(x_q))
+        return self.energy(self.preprocessing.inverse(torch.zeros_like(x_q), x_q)[1])
 
     def log_volume(self, x_q: Tensor) -> Tensor:
         """``ln |det B|`` ``(B,)`` (the Boltzmann density of ``x_q`` is ``exp(-U/kT) |det B|``)."""
-        pre = self.preprocessing
-        return eckart_log_volume(self.positions(x_q), pre.reference.to(x_q.dtype),
-                                 pre.masses.to(x_q.dtype))
+        return model_log_volume(self.preprocessing, x_q)
+
+
+def model_log_volume(preprocessing: nn.Module, x_q: Tensor) -> Tensor:
+    """Eckart volume ``ln |det B|`` ``(B,)`` of a model's coordinates ``x_q`` ``(B, d)``."""
+    q = preprocessing.inverse(torch.zeros_like(x_q), x_q)[1]
+    return eckart_log_volume(q, preprocessing.reference.to(x_q.dtype),
+                             preprocessing.masses.to(x_q.dtype))
 
 
 def check_compatible(model: NCTModel, energy: OpenMMEnergy) -> None:

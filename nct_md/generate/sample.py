@@ -6,8 +6,8 @@ Boltzmann distribution, so the log importance weight towards ``exp(-H / kT)`` is
 configuration one, ``ln w = -(ln rho(q) + U(q) / kT - ln |det B(q)|)`` (``B`` the Eckart volume,
 see :class:`~nct_md.generate.hamiltonian.ConfigurationPotential`): the momenta add no variance.
 Other models: ``x = T^-1(z)`` with ``z`` from the latent has density ``rho(z)`` (the flow is
-symplectic) and ``ln w = -(ln rho(z) + H(x) / kT)``. Weights are up to a constant; samples whose
-energy is not finite get ``ln w = -inf``.
+symplectic) and ``ln w = -(ln rho(z) + H(x) / kT - ln |det B(q)|)``. Weights are up to a
+constant; samples whose energy is not finite get ``ln w = -inf``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from nct_md.generate.hamiltonian import ConfigurationPotential, PhaseSpaceHamiltonian
+from nct_md.generate.hamiltonian import PhaseSpaceHamiltonian, model_log_volume
 from nct_md.generate.openmm_energy import OpenMMEnergy
 from nct_md.model import NCTModel
 
@@ -51,7 +51,6 @@ def draw_samples(model: NCTModel, energy: OpenMMEnergy, n: int, batch_size: int 
     ``energy`` should not clip (``clip_above=None``) so that weights are exact.
     """
     hamiltonian = PhaseSpaceHamiltonian(model, energy)
-    potential = ConfigurationPotential(model, energy)
     generator = torch.Generator().manual_seed(seed)
     qs, ps, energies, log_w = [], [], [], []
     for start in range(0, n, batch_size):
@@ -61,13 +60,14 @@ def draw_samples(model: NCTModel, energy: OpenMMEnergy, n: int, batch_size: int 
             x_p = torch.randn(x_q.shape, generator=generator, dtype=x_q.dtype)
             p, q = model.preprocessing.inverse(x_p, x_q)
             u = energy(q).double()
-            work = log_rho.double() + u - potential.log_volume(x_q).double()
+            work = log_rho.double() + u
         else:
             P, Q = model.latent.sample(size, 1.0, generator)
             x_p, x_q = model.flow.inverse(P, Q)
             p, q = model.preprocessing.inverse(x_p, x_q)
             u = energy(q).double()
             work = model.latent.log_prob(P, Q).double() + hamiltonian.kinetic(p).double() + u
+        work = work - model_log_volume(model.preprocessing, x_q).double()
         qs.append(q.double().numpy())
         ps.append(p.double().numpy())
         energies.append(u.numpy() * energy.kT)

@@ -87,7 +87,8 @@ def estimate_free_energy(flow: nn.Module, latent: nn.Module, hamiltonian: Hamilt
         else:
             P, Q = latent.sample(size, 1.0, generator)
             p, q = flow.inverse(P, Q)
-            works.append(latent.log_prob(P, Q) + hamiltonian(p, q))
+            work = latent.log_prob(P, Q) + hamiltonian(p, q)
+            works.append(work - log_volume(q) if log_volume is not None else work)
     return free_energy_estimate(torch.cat(works))
 
 

@@ -100,12 +100,15 @@ def variational_free_energy(flow: SymplecticLayer, latent: HarmonicLatent,
 
     Returns the differentiable loss (scalar) and the :class:`FreeEnergyEstimate` of this batch.
     ``hamiltonian(p, q)`` takes and returns tensors ``(batch, n) -> (batch,)`` in the units of
-    ``kT``.
+    ``kT``; if it has a ``log_volume(q)`` method the target is ``exp(-H / kT) * volume(q)``.
     """
     P, Q = latent.sample(n_samples, kT, generator)
     p, q = flow.inverse(P, Q)
     P_again, Q_again = _frozen(flow)(p, q)
     work = _frozen(latent)(P_again, Q_again, kT) + hamiltonian(p, q) / kT
+    log_volume = getattr(hamiltonian, "log_volume", None)
+    if log_volume is not None:
+        work = work - log_volume(q)
     return work.mean(), free_energy_estimate(work)
 
 
