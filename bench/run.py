@@ -39,6 +39,13 @@ TABLE = [
      "<= 1,000"),
     ("generate.json", "bridge.2_workers_frames_per_s", "OpenMM bridge, 2 workers, batch 1,024 "
      "(frames/s)", "bridge.1_workers_frames_per_s", "1 worker (ideal: 2x)", ">= 1.7x"),
+    ("generate.json", "alanine.summary.kish_ess_fraction", "alanine dipeptide generator, "
+     "10,000 samples: Kish ESS / N", None, "", "reported"),
+    ("generate.json", "alanine.summary.ramachandran_kl_nats.within_basins", "Ramachandran KL "
+     "within basins vs MD, 10,000 samples (nats)", "alanine.summary.ramachandran_kl_floor_nats."
+     "within_basins", "as many exact samples", ""),
+    ("generate.json", "alanine.summary_large.ramachandran_kl_nats.within_basins", "Ramachandran "
+     "KL within basins vs MD, 1,000,000 samples (nats)", None, "", "<= 0.1"),
     ("export.json", "cost.libtorch.plumed_call_us", "exported CV (shipped model), one frame, "
      "PLUMED's call sequence from C++ / LibTorch (us)", None, "", "<= 200"),
     ("export.json", "cost.libtorch.forward_backward_us", "exported CV (shipped model), one "

@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> None:
               else system_from_topology(model.topology, args.forcefield, args.solvent))
     with OpenMMEnergy(system, float(model.metadata["temperature"]),
                       n_workers=args.workers) as energy:
-        samples = draw_samples(model, energy, args.n, args.batch_size, args.seed)
+        samples = draw_samples(model, energy, args.n, args.batch_size, args.seed,
+                               progress=args.n > 10 * args.batch_size)
         reference, md_energies = None, None
         if args.reference:
             trajs = io.load(args.reference, None, select=model.metadata["atom_indices"],
@@ -123,6 +124,6 @@ def print_summary(summary: dict) -> None:
               f"{kl['within_basins']:.3f} (Phi<0 {kl['phi_negative']:.3f}, "
               f"Phi>0 {kl['phi_positive']:.3f})")
         floor = summary["ramachandran_kl_floor_nats"]
-        print(f"  exact samples with the same ESS per basin would give "
+        print(f"  as many exact, unweighted samples per basin would give "
               f"{floor['within_basins']:.3f} within basins (Phi<0 {floor['phi_negative']:.3f}, "
               f"Phi>0 {floor['phi_positive']:.3f})")

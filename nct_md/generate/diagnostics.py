@@ -5,9 +5,9 @@ nats, ``KL(MD || reweighted samples)``, with both histograms smoothed by adding 
 every bin's probability (renormalised) so that empty bins stay finite.
 
 The KL of a finite sample is never 0: MD bins its samples miss cost ``p ln(p / KL_EPS)`` each.
-:func:`kl_noise_floor` gives the KL that exact samples would have with the same effective
-sample size in each basin (bootstrap draws of the MD frames themselves), so a reported KL can be
-read against what the sample count alone allows.
+:func:`kl_noise_floor` gives the KL that exact, unweighted samples would have with the same
+number of samples in each basin (bootstrap draws of the MD frames themselves), so a reported KL
+can be read against what the sample count alone allows.
 """
 
 from __future__ import annotations
@@ -103,19 +103,21 @@ def ramachandran_kl(phi_md: np.ndarray, psi_md: np.ndarray, phi_s: np.ndarray,
     return out
 
 
-def kl_noise_floor(phi_md: np.ndarray, psi_md: np.ndarray, ess: dict[str, float],
+def kl_noise_floor(phi_md: np.ndarray, psi_md: np.ndarray, counts: dict[str, float],
                    repeats: int = 5, seed: int = 0) -> dict[str, float]:
-    """KL(MD || n MD frames drawn with replacement) per Phi basin, ``n`` = that basin's ESS.
+    """KL(MD || n MD frames drawn with replacement) per Phi basin, ``n = counts[basin]``.
 
-    ``ess`` maps ``"phi_negative"`` / ``"phi_positive"`` to effective sample sizes (counts).
-    Returns the mean over ``repeats`` draws per basin and ``within_basins`` (MD-share weighted),
-    the value a perfect sampler with these ESS would report.
+    ``counts`` maps ``"phi_negative"`` / ``"phi_positive"`` to sample counts. Returns the mean
+    over ``repeats`` draws per basin and ``within_basins`` (MD-share weighted): what exact,
+    equally weighted samples with these counts would report. Weighted samples with the same
+    Kish ESS usually do better than this many unweighted ones would suggest (small weights
+    still fill bins), so the floor is for the counts, not the ESS.
     """
     rng = np.random.default_rng(seed)
     out, within = {}, 0.0
     for name, mask in (("phi_negative", phi_md < 0), ("phi_positive", phi_md >= 0)):
         share = float(mask.mean())
-        n = int(round(ess.get(name, 0.0)))
+        n = int(round(counts.get(name, 0.0)))
         if share == 0:
             out[name] = 0.0
             continue
@@ -175,12 +177,12 @@ def summarize(traj: md.Trajectory, energies: np.ndarray, log_weights: np.ndarray
         kl = ramachandran_kl(phi_md, psi_md, phi_s, psi_s, normalized_weights(log_weights))
         kl["full_unweighted"] = kl_divergence(ramachandran_histogram(phi_md, psi_md),
                                               ramachandran_histogram(phi_s, psi_s))
-        basin_ess = {"phi_negative": kish_ess(log_weights[phi_s < 0]) if (phi_s < 0).any()
-                     else 0.0,
-                     "phi_positive": kish_ess(log_weights[phi_s >= 0]) if (phi_s >= 0).any()
-                     else 0.0}
+        basins = {"phi_negative": phi_s < 0, "phi_positive": phi_s >= 0}
         summary["ramachandran_kl_nats"] = kl
-        summary["basin_kish_ess"] = basin_ess
-        summary["ramachandran_kl_floor_nats"] = kl_noise_floor(phi_md, psi_md, basin_ess)
+        summary["basin_counts"] = {k: int(m.sum()) for k, m in basins.items()}
+        summary["basin_kish_ess"] = {k: kish_ess(log_weights[m]) if m.any() else 0.0
+                                     for k, m in basins.items()}
+        summary["ramachandran_kl_floor_nats"] = kl_noise_floor(phi_md, psi_md,
+                                                               summary["basin_counts"])
         summary["n_reference_frames"] = reference.n_frames
     return summary

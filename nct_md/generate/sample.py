@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from nct_md.generate.hamiltonian import PhaseSpaceHamiltonian, model_log_volume
 from nct_md.generate.openmm_energy import OpenMMEnergy
@@ -45,14 +46,16 @@ class SampleSet:
 
 @torch.no_grad()
 def draw_samples(model: NCTModel, energy: OpenMMEnergy, n: int, batch_size: int = 1024,
-                 seed: int = 0) -> SampleSet:
+                 seed: int = 0, progress: bool = False) -> SampleSet:
     """``n`` samples of ``model`` at its temperature, with energies and log weights.
 
-    ``energy`` should not clip (``clip_above=None``) so that weights are exact.
+    ``energy`` should not clip (``clip_above=None``) so that weights are exact; ``progress``
+    shows a tqdm bar (samples).
     """
     hamiltonian = PhaseSpaceHamiltonian(model, energy)
     generator = torch.Generator().manual_seed(seed)
     qs, ps, energies, log_w = [], [], [], []
+    bar = tqdm(total=n, unit="sample", disable=not progress)
     for start in range(0, n, batch_size):
         size = min(batch_size, n - start)
         if model.configuration_separable:
@@ -72,6 +75,8 @@ def draw_samples(model: NCTModel, energy: OpenMMEnergy, n: int, batch_size: int 
         ps.append(p.double().numpy())
         energies.append(u.numpy() * energy.kT)
         log_w.append(-work.numpy())
+        bar.update(size)
+    bar.close()
     log_weights = np.concatenate(log_w)
     log_weights[~np.isfinite(log_weights)] = -np.inf
     return SampleSet(np.concatenate(qs), np.concatenate(ps), np.concatenate(energies),
