@@ -9,8 +9,9 @@ Run with ``OMP_NUM_THREADS=1 python -m bench.bench_generate``. Steps:
    spline couplings of width 128 and a linear point transform): configuration likelihood on the
    18,000 unconstrained 300 K frames, 10,000 samples compared with the 24,000-frame MD
    reference set, then fine-tuning with the mixed configuration loss (variational +
-   0.5 x likelihood, learning rate 3e-4) against OpenMM, then ``nct-md sample`` of 10,000 frames, compared again,
-   and 1,000,000 samples (``draw_samples``, not written) for the Ramachandran KL at large N.
+   0.5 x likelihood, learning rate 3e-4) against OpenMM, then ``nct-md sample`` of 10,000
+   frames, compared again, and 1,000,000 samples (``draw_samples``, not written) for the
+   Ramachandran KL at large N.
 """
 
 from __future__ import annotations
