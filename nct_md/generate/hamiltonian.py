@@ -66,29 +66,20 @@ class PhaseSpaceHamiltonian(nn.Module):
         return self.kinetic(p) + self.energy(q)
 
     def log_volume(self, x_q: Tensor) -> Tensor:
-        """Eckart volume ``ln |det B|`` ``(B,)`` (see :class:`ConfigurationPotential`)."""
+        """Eckart volume ``ln |det B|`` ``(B,)``: the Boltzmann density of ``x_q`` is
+        ``exp(-U/kT) |det B|`` (see :func:`~nct_md.flows.internal.eckart_log_volume`)."""
         return model_log_volume(self.preprocessing, x_q)
 
 
-class ConfigurationPotential(nn.Module):
+class ConfigurationPotential(PhaseSpaceHamiltonian):
     """``U(x_q) / kT`` ``(B,)`` and the Eckart volume of model coordinates ``x_q`` ``(B, d)``.
 
-    Parameters as for :class:`PhaseSpaceHamiltonian`.
+    The configuration part of :class:`PhaseSpaceHamiltonian` (same parameters and checks).
     """
 
-    def __init__(self, model: NCTModel, energy: OpenMMEnergy):
-        super().__init__()
-        check_compatible(model, energy)
-        self.preprocessing = model.preprocessing
-        self.energy = energy
-
-    def forward(self, x_q: Tensor) -> Tensor:
+    def forward(self, x_q: Tensor) -> Tensor:  # type: ignore[override]
         """``U / kT`` ``(B,)``, differentiable."""
         return self.energy(self.preprocessing.inverse(torch.zeros_like(x_q), x_q)[1])
-
-    def log_volume(self, x_q: Tensor) -> Tensor:
-        """``ln |det B|`` ``(B,)`` (the Boltzmann density of ``x_q`` is ``exp(-U/kT) |det B|``)."""
-        return model_log_volume(self.preprocessing, x_q)
 
 
 def model_log_volume(preprocessing: nn.Module, x_q: Tensor) -> Tensor:
