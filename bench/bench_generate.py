@@ -9,7 +9,7 @@ Run with ``OMP_NUM_THREADS=1 python -m bench.bench_generate``. Steps:
    spline couplings of width 128 and a linear point transform): configuration likelihood on the
    18,000 unconstrained 300 K frames, 10,000 samples compared with the 24,000-frame MD
    reference set, then fine-tuning with the mixed configuration loss (variational +
-   0.5 x likelihood, learning rate 3e-4) against OpenMM, then ``nct-md sample`` of 10,000
+   1.0 x likelihood, learning rate 3e-4) against OpenMM, then ``nct-md sample`` of 10,000
    frames, compared again, and 1,000,000 samples (``draw_samples``, not written) for the
    Ramachandran KL at large N.
 """
@@ -99,7 +99,7 @@ def alanine(ml_epochs: int, fine_tune_steps: int, n_samples: int, n_large: int) 
     with OpenMMEnergy.from_pdb(PDB, 300.0, n_workers=2, clip_above=1e5) as energy:
         start = time.perf_counter()
         result = fine_tune_model(model, energy, fine_tune_steps, data=data, batch_size=256,
-                                 kl_weight=1.0, ml_weight=0.5, lr=3e-4, n_eval=2048,
+                                 kl_weight=1.0, ml_weight=1.0, lr=3e-4, n_eval=2048,
                                  log_every=100, objective="configuration")
         tune_s = time.perf_counter() - start
     model_path = OUT / "generate" / "ala-all-atom.pt"
