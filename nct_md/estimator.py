@@ -17,7 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from nct_md import __version__
 from nct_md.errors import NCTInputError
-from nct_md.flows import LinearPointTransform, zmatrix
+from nct_md.flows import LinearPointTransform, SymplecticFlow, zmatrix
 from nct_md.flows.builders import COUPLINGS
 from nct_md.latent import HarmonicLatent
 from nct_md.md.phase import PhaseSpaceData
@@ -98,7 +98,8 @@ class _ConfigurationNLL(torch.nn.Module):
 
 
 @torch.no_grad()
-def _internal_gaussian_start(flow, pre: Preprocessing, q: torch.Tensor) -> HarmonicLatent:
+def _internal_gaussian_start(flow: SymplecticFlow, pre: Preprocessing, q: torch.Tensor
+                             ) -> HarmonicLatent:
     """Fit the internal-coordinate layer to frames ``q`` ``(n, 3N)`` and start Gaussian.
 
     The last (linear) layer starts at the principal axes of the standardised internal
