@@ -239,17 +239,22 @@ class InternalCoordinates(SymplecticLayer):
         return (_distances(xyz, i[1:], j[1:]), _angles(xyz, i[2:], j[2:], k[2:]),
                 _torsions(xyz, i[3:], j[3:], k[3:], t[3:]))
 
-    def _unscaled(self, x_q: Tensor) -> tuple[Tensor, Tensor]:
-        """Internal coordinates before standardisation ``(B, d)`` and ``ln |det d./dx_q|``."""
+    def _unscaled(self, x_q: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Internal coordinates before standardisation ``(B, d)``, with the positions
+        ``(B, N, 3)`` and torsion fractions ``s`` ``(B, N-3)`` in ``(0, 1)`` they came from."""
         xyz = self.cartesian(x_q)
         bonds, angles, torsions = self._raw(xyz)
-        s = torch.remainder(torsions - self.cut, 2 * math.pi) / (2 * math.pi)
-        s = s.clamp(EPS, 1 - EPS)
-        y_t = torch.log(s) - torch.log1p(-s)
-        log_det = (eckart_log_volume(xyz.reshape(len(xyz), -1), self.reference, self.masses)
-                   - 2 * bonds.log().sum(1) - angles.sin().log().sum(1)
-                   - (math.log(2 * math.pi) + s.log() + (-s).log1p()).sum(1))
-        return torch.cat([bonds, angles, y_t], dim=1), log_det
+        s = (torch.remainder(torsions - self.cut, 2 * math.pi) / (2 * math.pi)).clamp(EPS, 1 - EPS)
+        return torch.cat([bonds, angles, torch.log(s) - torch.log1p(-s)], dim=1), xyz, s
+
+    def _log_det(self, v: Tensor, xyz: Tensor, log_s: Tensor, log_1ms: Tensor) -> Tensor:
+        """``ln |det dy/dx_q|`` ``(B,)`` at unscaled coordinates ``v``, positions ``xyz`` and
+        ``ln s``, ``ln(1 - s)`` of the torsion fractions (each direction has them at hand)."""
+        n = self.n_atoms
+        bonds, angles = v[:, :n - 1], v[:, n - 1:2 * n - 3]
+        return (eckart_log_volume(xyz.reshape(len(xyz), -1), self.reference, self.masses)
+                - 2 * bonds.log().sum(1) - angles.sin().log().sum(1)
+                - (math.log(2 * math.pi) + log_s + log_1ms).sum(1) - self.scale.log().sum())
 
     def _placed(self, v: Tensor) -> Tensor:
         """Unscaled internal coordinates ``(B, d)`` -> Eckart-frame positions ``(B, N, 3)``."""
@@ -277,13 +282,16 @@ class InternalCoordinates(SymplecticLayer):
         return (self._unscaled(q)[0] - self.shift) / self.scale
 
     def positions_log_det(self, q: Tensor) -> tuple[Tensor, Tensor]:
-        v, log_det = self._unscaled(q)
-        return (v - self.shift) / self.scale, log_det - self.scale.log().sum()
+        v, xyz, s = self._unscaled(q)
+        return (v - self.shift) / self.scale, self._log_det(v, xyz, s.log(), (-s).log1p())
 
     def inverse_positions(self, Q: Tensor) -> tuple[Tensor, Tensor]:
-        x_q = self.model_coordinates(self._placed(Q * self.scale + self.shift))
-        # the forward log-det at the rebuilt point (cheap: no Jacobian matrix)
-        return x_q, -self.positions_log_det(x_q)[1]
+        v = Q * self.scale + self.shift
+        xyz = self._placed(v)
+        y_t = v[:, 2 * self.n_atoms - 3:]
+        log_det = self._log_det(v, xyz, nn.functional.logsigmoid(y_t),
+                                nn.functional.logsigmoid(-y_t))
+        return self.model_coordinates(xyz), -log_det
 
     # -- phase space -------------------------------------------------------------------------
     def _jacobian(self, q: Tensor) -> Tensor:
