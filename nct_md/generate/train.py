@@ -41,7 +41,7 @@ from nct_md.train import (
     negative_log_likelihood,
     variational_free_energy,
 )
-from nct_md.train.losses import ConfigurationDensity, FreeEnergyEstimate, free_energy_estimate
+from nct_md.train.losses import FreeEnergyEstimate, free_energy_estimate
 
 Tensor = torch.Tensor
 Hamiltonian = Callable[..., Tensor]
@@ -76,13 +76,13 @@ def estimate_free_energy(flow: nn.Module, latent: nn.Module, hamiltonian: Hamilt
     estimate is the configuration free energy (the phase-space one minus the kinetic part).
     """
     works = []
-    density = ConfigurationDensity(flow, latent)
     log_volume = getattr(hamiltonian, "log_volume", None)
     for start in range(0, n_samples, batch_size):
         size = min(batch_size, n_samples - start)
         if objective == "configuration":
-            q, _ = flow.inverse_positions(latent.sample_positions(size, 1.0, generator))
-            work = density(q) + hamiltonian(q)
+            Q = latent.sample_positions(size, 1.0, generator)
+            q, log_det = flow.inverse_positions(Q)
+            work = latent.position_log_prob(Q) - log_det + hamiltonian(q)
             works.append(work - log_volume(q) if log_volume is not None else work)
         else:
             P, Q = latent.sample(size, 1.0, generator)
