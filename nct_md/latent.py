@@ -88,8 +88,6 @@ class HarmonicLatent(nn.Module):
         ``P ~ N(0, kT)``, ``Q ~ N(0, kT / w^2)``; differentiable in ``w`` (reparameterised).
         """
         like = self.log_frequencies
-        shape = (n_samples, self.n)
-        eps_p = torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
-        eps_q = torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
-        scale = math.sqrt(kT)
-        return scale * eps_p, scale * eps_q / self.frequencies
+        eps_p = torch.randn((n_samples, self.n), generator=generator, dtype=like.dtype,
+                            device=like.device)
+        return math.sqrt(kT) * eps_p, self.sample_positions(n_samples, kT, generator)

@@ -80,12 +80,15 @@ class Preprocessing(nn.Module):
         x_p = ((p / self.sqrt_m) @ self.basis @ self.axes) / self.sqrt_kT
         return x_p, self.positions(q)
 
+    def cartesian(self, x_q: Tensor) -> Tensor:
+        """Model positions ``(B, d)`` ps -> Cartesian ``(B, 3N)`` nm (undoes :meth:`positions`)."""
+        internal = (x_q * self.sqrt_kT) @ self.axes.T + self.mean
+        return (internal @ self.basis.T) / self.sqrt_m
+
     def inverse(self, x_p: Tensor, x_q: Tensor) -> tuple[Tensor, Tensor]:
         """Model ``(x_p, x_q)`` -> Cartesian ``(p, q)`` (rigid-body-free, reference frame)."""
-        internal = (x_q * self.sqrt_kT) @ self.axes.T + self.mean
-        q = (internal @ self.basis.T) / self.sqrt_m
         p = ((x_p * self.sqrt_kT) @ self.axes.T @ self.basis.T) * self.sqrt_m
-        return p, q
+        return p, self.cartesian(x_q)
 
 
 class NCTModel(nn.Module):

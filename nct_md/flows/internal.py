@@ -191,20 +191,29 @@ class InternalCoordinates(SymplecticLayer):
             raise ValueError(f"a Z-matrix of {n} atoms has {3 * n - 6} coordinates, not {n_dof}")
         self.n_atoms = n
         self.register_buffer("rows", rows)
-        self.register_buffer("order", rows[:, 0].argsort())  # atom index -> row
         self.n_torsions = n - 3
-        for name, shape in (("sqrt_m", (3 * n,)), ("basis", (3 * n, n_dof)), ("mean", (n_dof,)),
-                            ("axes", (n_dof, n_dof)), ("sqrt_kT", ()), ("reference", (n, 3)),
-                            ("masses", (n,)), ("shift", (n_dof,)), ("scale", (n_dof,)),
-                            ("cut", (n - 3,))):
+        # x_q <-> Cartesian: q = x_q @ to_cartesian + at_origin, x_q = q @ from_cartesian + offset
+        for name, shape in (("to_cartesian", (n_dof, 3 * n)), ("at_origin", (3 * n,)),
+                            ("from_cartesian", (3 * n, n_dof)), ("offset", (n_dof,)),
+                            ("reference", (n, 3)), ("masses", (n,)), ("shift", (n_dof,)),
+                            ("scale", (n_dof,)), ("cut", (n - 3,))):
             self.register_buffer(name, torch.ones(shape) if name == "scale" else torch.zeros(shape))
 
     # -- set-up ------------------------------------------------------------------------------
     @torch.no_grad()
     def attach(self, preprocessing: nn.Module) -> None:
-        """Copy the linear map of a :class:`~nct_md.model.Preprocessing` (its final values)."""
-        for name in ("sqrt_m", "basis", "mean", "axes", "sqrt_kT", "reference", "masses"):
-            getattr(self, name).copy_(getattr(preprocessing, name))
+        """Take the affine maps of a :class:`~nct_md.model.Preprocessing` (final values) and
+        its reference and masses."""
+        d, n3 = self.to_cartesian.shape
+        dtype = preprocessing.basis.dtype
+        self.at_origin.copy_(preprocessing.cartesian(torch.zeros(1, d, dtype=dtype))[0])
+        self.to_cartesian.copy_(preprocessing.cartesian(torch.eye(d, dtype=dtype))
+                                - self.at_origin)
+        self.offset.copy_(preprocessing.positions(torch.zeros(1, n3, dtype=dtype))[0])
+        self.from_cartesian.copy_(preprocessing.positions(torch.eye(n3, dtype=dtype))
+                                  - self.offset)
+        self.reference.copy_(preprocessing.reference)
+        self.masses.copy_(preprocessing.masses)
 
     @torch.no_grad()
     def fit(self, x_q: Tensor) -> Tensor:
@@ -225,13 +234,11 @@ class InternalCoordinates(SymplecticLayer):
     # -- geometry ----------------------------------------------------------------------------
     def cartesian(self, x_q: Tensor) -> Tensor:
         """``x_q`` ``(B, d)`` -> Eckart-frame positions ``(B, N, 3)`` nm."""
-        internal = (x_q * self.sqrt_kT) @ self.axes.T + self.mean
-        return ((internal @ self.basis.T) / self.sqrt_m).reshape(len(x_q), -1, 3)
+        return (x_q @ self.to_cartesian + self.at_origin).reshape(len(x_q), -1, 3)
 
     def model_coordinates(self, xyz: Tensor) -> Tensor:
         """Eckart-frame positions ``(B, N, 3)`` -> ``x_q`` ``(B, d)``."""
-        internal = (xyz.reshape(len(xyz), -1) * self.sqrt_m) @ self.basis - self.mean
-        return (internal @ self.axes) / self.sqrt_kT
+        return xyz.reshape(len(xyz), -1) @ self.from_cartesian + self.offset
 
     def _raw(self, xyz: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Bonds ``(B, N-1)`` nm, angles ``(B, N-2)`` rad, torsions ``(B, N-3)`` rad."""

@@ -79,13 +79,12 @@ class ConfigurationPotential(PhaseSpaceHamiltonian):
 
     def forward(self, x_q: Tensor) -> Tensor:  # type: ignore[override]
         """``U / kT`` ``(B,)``, differentiable."""
-        return self.energy(self.preprocessing.inverse(torch.zeros_like(x_q), x_q)[1])
+        return self.energy(self.preprocessing.cartesian(x_q))
 
 
 def model_log_volume(preprocessing: nn.Module, x_q: Tensor) -> Tensor:
     """Eckart volume ``ln |det B|`` ``(B,)`` of a model's coordinates ``x_q`` ``(B, d)``."""
-    q = preprocessing.inverse(torch.zeros_like(x_q), x_q)[1]
-    return eckart_log_volume(q, preprocessing.reference.to(x_q.dtype),
+    return eckart_log_volume(preprocessing.cartesian(x_q), preprocessing.reference.to(x_q.dtype),
                              preprocessing.masses.to(x_q.dtype))
 
 

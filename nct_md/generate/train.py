@@ -83,12 +83,11 @@ def estimate_free_energy(flow: nn.Module, latent: nn.Module, hamiltonian: Hamilt
             Q = latent.sample_positions(size, 1.0, generator)
             q, log_det = flow.inverse_positions(Q)
             work = latent.position_log_prob(Q) - log_det + hamiltonian(q)
-            works.append(work - log_volume(q) if log_volume is not None else work)
         else:
             P, Q = latent.sample(size, 1.0, generator)
             p, q = flow.inverse(P, Q)
             work = latent.log_prob(P, Q) + hamiltonian(p, q)
-            works.append(work - log_volume(q) if log_volume is not None else work)
+        works.append(work - log_volume(q) if log_volume is not None else work)
     return free_energy_estimate(torch.cat(works))
 
 
