@@ -1,4 +1,12 @@
-"""Atomic file writes: write to a temporary file beside the target, then rename."""
+"""Safe output files: checked before work starts, written whole, never replaced by surprise.
+
+``check_output(path)`` runs before any long work, so a user learns about an unwritable or
+already existing output at once. ``atomic_path(path)`` then writes to a temporary file beside the
+target and moves it into place only when the writing succeeded: a crash, Ctrl-C or SIGTERM (the
+CLI turns it into an exception) never leaves a half-written output. Without ``overwrite`` the
+final step is an exclusive hard link, so of two runs writing the same new path exactly one
+succeeds, even when both started before either finished.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +16,84 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from nct_md.errors import NCTInputError, OutputExistsError
+
+
+def _exists_message(target: Path) -> str:
+    return f"{target} exists; choose another output path or pass --overwrite to replace it"
+
+
+def check_output(path: str | os.PathLike, overwrite: bool = False,
+                 create_parent: bool = False) -> Path:
+    """Refuse an output path that cannot be written, before any work is done.
+
+    Parameters
+    ----------
+    path : path
+        The output file (or folder) a command will write.
+    overwrite : bool
+        Whether an existing ``path`` may be replaced.
+    create_parent : bool
+        Create a missing parent folder (only for commands documented to do so); otherwise a
+        missing folder is an error.
+
+    Returns
+    -------
+    Path
+        ``path`` as a Path.
+    """
+    target = Path(path)
+    if target.exists() and not overwrite:
+        raise OutputExistsError(_exists_message(target))
+    if target.is_dir() and overwrite:
+        raise NCTInputError(f"{target} is a folder; pass a file name")
+    folder = target.parent
+    if not folder.is_dir():
+        if not create_parent:
+            raise NCTInputError(f"output folder {folder} does not exist; create it first")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NCTInputError(f"cannot create output folder {folder} ({exc.strerror}); "
+                                "choose a writable location") from None
+    try:  # a real write, since permissions alone miss read-only mounts and immutable folders
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise NCTInputError(f"cannot write to {folder} ({exc.strerror}); choose a writable "
+                            "output location") from None
+    return target
+
+
+def _move_exclusive(tmp: Path, target: Path) -> None:
+    """Move ``tmp`` to ``target`` unless ``target`` exists (checked atomically)."""
+    try:
+        os.link(tmp, target)
+        return
+    except FileExistsError:
+        raise OutputExistsError(_exists_message(target)) from None
+    except OSError:  # no hard links on this file system: claim the name, then replace it
+        pass
+    try:
+        os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        raise OutputExistsError(_exists_message(target)) from None
+    os.replace(tmp, target)
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; rename it onto ``path`` on success.
+    """Yield a temporary path in the target's folder; move it onto ``path`` on success.
 
-    On any exception the temporary file is removed and ``path`` is left untouched, so a crash
-    never leaves a half-written output. With ``overwrite=False`` an existing ``path`` raises
-    ``FileExistsError`` before anything is written.
+    On any exception (including KeyboardInterrupt) the temporary file is removed and ``path`` is
+    left untouched. With ``overwrite=False`` an existing ``path`` raises ``NCTInputError`` before
+    anything is written, and again at the end if another process created ``path`` meanwhile
+    (the move is an exclusive link, never a replacement).
     """
     target = Path(path)
     if not overwrite and target.exists():
-        raise FileExistsError(f"{target} exists; choose another output path or remove it first")
+        raise OutputExistsError(_exists_message(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix,
                                dir=target.parent)
@@ -30,6 +104,9 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
     os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
     try:
         yield tmp_path
-        os.replace(tmp_path, target)
+        if overwrite:
+            os.replace(tmp_path, target)
+        else:
+            _move_exclusive(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)

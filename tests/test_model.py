@@ -74,28 +74,43 @@ def test_validation_split_by_blocks_and_trajectories(ala_data_files):
     assert set(val_t) == set(range(data.boundaries[2], data.boundaries[3]))
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".npy", ".dat"])
+@pytest.mark.parametrize("suffix", [".csv", ".npy", ".npz", ".dat"])
 def test_cvs_cli_formats(small_model_file, ala_data_files, tmp_path, suffix):
+    """Every output format holds the model's CVs, file index and stored times (ps)."""
     out = tmp_path / f"cvs{suffix}"
     files = [str(ala_data_files[0]), str(ala_data_files[5])]
     assert main(["cvs", str(small_model_file), *files, "--n-cvs", "3", "--chunk", "700",
                  "--out", str(out)]) == 0
     model = NCTModel.load(small_model_file)
-    expected = np.concatenate([model.transform(t, 3) for t in io.load(files)])
-    if suffix == ".npy":
+    trajs = io.load(files)
+    expected = np.concatenate([model.transform(t, 3) for t in trajs])
+    times = np.concatenate([t.time for t in trajs])
+    traj = np.repeat([0, 1], [len(t) for t in trajs])
+    if suffix == ".npy":  # exactly the (n_frames, k) CVs
         table = np.load(out)
+        assert table.shape == (8000, 3)
+        np.testing.assert_allclose(table, expected, rtol=1e-5, atol=1e-5)
+        return
+    if suffix == ".npz":
+        with np.load(out) as arrays:
+            assert sorted(arrays.files) == ["cvs", "time_ps", "traj"]
+            table = np.column_stack([arrays["traj"], arrays["time_ps"], arrays["cvs"]])
     elif suffix == ".csv":
         assert out.read_text().splitlines()[0] == "traj,time_ps,cv1,cv2,cv3"
         table = np.loadtxt(out, delimiter=",", skiprows=1)
-    else:
-        lines = out.read_text().splitlines()
-        assert lines[0] == "#! FIELDS time cv1 cv2 cv3"
-        table = np.loadtxt([ln for ln in lines if not ln.startswith("#")])
-        table = np.column_stack([np.zeros(len(table)), table])
+    else:  # one PLUMED COLVAR file per trajectory, OUT itself not written
+        assert not out.exists()
+        parts = []
+        for k in range(2):
+            lines = (tmp_path / f"cvs.traj{k}.dat").read_text().splitlines()
+            assert lines[0] == "#! FIELDS time cv1 cv2 cv3"
+            part = np.loadtxt([ln for ln in lines if not ln.startswith("#")])
+            parts.append(np.column_stack([np.full(len(part), k), part]))
+        table = np.concatenate(parts)
     assert table.shape == (8000, 5)
-    assert np.allclose(table[:, -3:], expected, rtol=1e-5, atol=1e-5)
-    if suffix != ".dat":
-        assert set(table[:, 0]) == {0, 1} and table[4000, 1] == table[0, 1]
+    np.testing.assert_array_equal(table[:, 0], traj)
+    np.testing.assert_allclose(table[:, 1], times, rtol=1e-6)
+    np.testing.assert_allclose(table[:, -3:], expected, rtol=1e-5, atol=1e-5)
 
 
 def test_cvs_cli_compiled_flow(small_model_file, ala_data_files, tmp_path):
@@ -105,7 +120,7 @@ def test_cvs_cli_compiled_flow(small_model_file, ala_data_files, tmp_path):
                  "--compile", "--out", str(out)]) == 0
     model = NCTModel.load(small_model_file)
     expected = model.transform(io.load(ala_data_files[0])[0], 2)
-    assert np.allclose(np.load(out)[:, 2:], expected, rtol=1e-5, atol=1e-5)
+    assert np.allclose(np.load(out), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_cli_bad_input(small_model_file, ala_data_files, tmp_path, capsys):

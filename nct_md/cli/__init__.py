@@ -2,16 +2,24 @@
 
 Each sub-command lives in its own module of this package and exposes ``add_parser(subparsers)``,
 which registers the sub-command and sets ``func`` (called with the parsed arguments).
+
+``main`` turns a user's mistake (:class:`~nct_md.errors.NCTInputError`, or an operating-system
+error such as a missing or unwritable file) into one line on stderr and exit code 2, and Ctrl-C
+or SIGTERM into one line and exit code 130; outputs are written atomically, so nothing
+half-written is left behind.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
+from collections.abc import Iterator
 
 from nct_md import __version__
-from nct_md.errors import NCTInputError
+from nct_md.errors import NCTInputError, NCTInterrupted
 
 #: Sub-command modules, in the order ``nct-md --help`` lists them.
 COMMANDS = ("simulate", "train", "cvs", "report", "interpolate", "export", "metad", "sample",
@@ -35,12 +43,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise NCTInterrupted(f"stopped by {signal.Signals(signum).name}")
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into an exception while a command runs, so that it cleans up like Ctrl-C."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (OSErrors as 'reason: file')."""
+    if isinstance(exc, OSError) and not isinstance(exc, NCTInputError) and exc.strerror:
+        text = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 success, 2 bad input)."""
+    """Run the CLI; returns the exit code (0 success, 2 bad input, 130 interrupted)."""
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
-    except (NCTInputError, FileNotFoundError, FileExistsError) as exc:
-        print(f"nct-md {args.command}: error: {exc}", file=sys.stderr)
+        with _sigterm_as_interrupt():
+            args.func(args)
+    except (NCTInputError, OSError) as exc:
+        print(f"nct-md {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        what = _one_line(exc) if isinstance(exc, NCTInterrupted) else "interrupted"
+        print(f"nct-md {args.command}: {what}", file=sys.stderr)
+        return 130
     return 0

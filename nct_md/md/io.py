@@ -21,8 +21,17 @@ velocities (mdtraj HDF5, as written by ``nct-md simulate``), otherwise ``None``.
 selection string). mdtraj operations that build a new Trajectory (slicing, ``join``) drop these
 attributes.
 
-Times are in ps as stored in the file. Formats without frame times (DCD, XYZ, mdcrd) get the
-frame number from mdtraj; pass ``dt_ps`` to set ``time = frame_number * dt_ps`` instead.
+Periodic boxes
+--------------
+Every chunk of the selected atoms is made whole across periodic boundaries (bonds from the
+topology, the file's unit cell) before it is returned, and frames whose molecule is still broken
+are refused (:mod:`nct_md.md.pbc`); atoms wrapped into the box one by one, as GROMACS, AMBER and
+NAMD often write them, therefore give the same frames as whole molecules.
+
+Times are in ps as stored in the file (HDF5, XTC, TRR, NetCDF, GRO); DCD times come from the
+header's time step, first step and save interval. Formats that store no time (XYZ, mdcrd, PDB)
+get ``time = NaN``, never frame numbers; pass ``dt_ps`` to set ``time = frame_number * dt_ps``
+(it overrides stored times too).
 
 Streaming (bounded memory) is native for HDF5, DCD, XTC, TRR, NetCDF, XYZ and mdcrd; the other
 formats (PDB, GRO, ...) are read whole and then cut into chunks.
@@ -30,7 +39,11 @@ formats (PDB, GRO, ...) are read whole and then cut into chunks.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import struct
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -40,15 +53,21 @@ import tables
 from mdtraj.formats.registry import FormatRegistry
 
 from nct_md.errors import NCTInputError
+from nct_md.md.pbc import Wholeness
 
 PathLike = str | Path
 
-#: Selection shortcuts, as mdtraj selection strings (``heavy`` also drops virtual sites).
+#: Selection shortcuts, as mdtraj selection strings (``heavy`` also drops virtual sites);
+#: ``heavy`` and ``solute`` also drop the solvent (see :func:`solvent_atoms`).
 SHORTCUTS = {
     "all": "all",
     "heavy": "not element H and mass > 0.5",
+    "solute": "all",
     "backbone": "backbone",
 }
+_WITHOUT_SOLVENT = {"heavy", "solute"}
+#: Elements of single-atom residues counted as ions of the solvent.
+_ION_ELEMENTS = {"Li", "Na", "K", "Rb", "Cs", "Mg", "Ca", "Zn", "F", "Cl", "Br", "I"}
 
 #: Formats read through mdtraj file objects that stream ``read_as_traj(n_frames=...)``.
 _STREAMED = {".dcd", ".xtc", ".trr", ".nc", ".ncdf", ".netcdf", ".xyz", ".xyz.gz", ".mdcrd",
@@ -57,6 +76,10 @@ _HDF5 = {".h5", ".hdf5"}
 _TOPOLOGY_EXTS = {".pdb", ".pdb.gz", ".h5", ".hdf5", ".lh5", ".prmtop", ".parm7", ".prm7", ".psf",
                   ".gro", ".mol2", ".cif", ".cif.gz", ".pdbx", ".pdbx.gz", ".mmcif", ".mmcif.gz",
                   ".hoomdxml", ".arc", ".gsd"}
+#: formats whose frames carry no time
+_NO_TIMES = {".xyz", ".xyz.gz", ".mdcrd", ".crd", ".pdb", ".pdb.gz"}
+#: the AKMA time unit of DCD headers, in ps
+_AKMA_PS = 0.04888821
 #: what mdtraj's and PyTables' readers raise on truncated or corrupt files
 _READ_ERRORS = (OSError, ValueError, RuntimeError, EOFError, KeyError, IndexError, AttributeError)
 #: Name of the HDF5 root attribute that holds ``nct-md simulate`` settings as JSON.
@@ -134,6 +157,15 @@ def load_topology(top: PathLike | md.Topology | md.Trajectory | None,
         ) from exc
 
 
+def solvent_atoms(topology: md.Topology) -> np.ndarray:
+    """Indices of water molecules and monatomic ions (``(n,)`` int64, sorted)."""
+    return np.array([atom.index for residue in topology.residues
+                     if residue.is_water or (residue.n_atoms == 1 and residue.atom(0).element
+                                             is not None and residue.atom(0).element.symbol
+                                             in _ION_ELEMENTS)
+                     for atom in residue.atoms], dtype=np.int64)
+
+
 def resolve_selection(topology: md.Topology, select: str | Sequence[int] | np.ndarray = "all",
                       min_atoms: int = 3) -> np.ndarray:
     """Atom indices picked by a selection.
@@ -143,8 +175,9 @@ def resolve_selection(topology: md.Topology, select: str | Sequence[int] | np.nd
     topology : mdtraj.Topology
     select : str or sequence of int
         An mdtraj selection string (e.g. ``"resname ALA and not element H"``), one of the
-        shortcuts ``all``, ``heavy`` (no hydrogens or virtual sites), ``backbone`` (mdtraj's
-        protein backbone: N, CA, C, O), or explicit atom indices.
+        shortcuts ``all``, ``heavy`` (no hydrogens, virtual sites, water or monatomic ions),
+        ``solute`` (everything but water and monatomic ions), ``backbone`` (mdtraj's protein
+        backbone: N, CA, C, O), or explicit atom indices.
     min_atoms : int
         Fewest atoms accepted; 3 is the fewest with internal degrees of freedom left after
         removing rigid-body motion.
@@ -155,14 +188,17 @@ def resolve_selection(topology: md.Topology, select: str | Sequence[int] | np.nd
         Sorted unique int64 atom indices, shape ``(n_selected,)``.
     """
     if isinstance(select, str):
-        expression = SHORTCUTS.get(select.strip().lower(), select)
+        shortcut = select.strip().lower()
+        expression = SHORTCUTS.get(shortcut, select)
         try:
             indices = topology.select(expression)
         except (ValueError, KeyError, TypeError, SyntaxError) as exc:
             raise NCTInputError(
                 f"invalid atom selection '{select}': {_one_line(exc)}; use mdtraj's selection "
-                "language or one of all, heavy, backbone"
+                "language or one of all, heavy, solute, backbone"
             ) from exc
+        if shortcut in _WITHOUT_SOLVENT:
+            indices = np.setdiff1d(indices, solvent_atoms(topology))
     else:
         indices = np.asarray(select, dtype=np.int64).ravel()
         if indices.size and (indices.min() < 0 or indices.max() >= topology.n_atoms):
@@ -184,6 +220,45 @@ def resolve_selection(topology: md.Topology, select: str | Sequence[int] | np.nd
     return indices
 
 
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """Silence C-level writes to stdout (mdtraj's DCD plugin prints a line per file opened)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "wb") as null:
+        os.dup2(null.fileno(), 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _open(path: Path, **kwargs) -> contextlib.AbstractContextManager:
+    """``mdtraj.open`` without the DCD plugin's chatter on stdout."""
+    with _quiet_stdout():
+        return md.open(str(path), **kwargs)
+
+
+def _dcd_header(path: Path) -> tuple[int, tuple[float, float] | None]:
+    """Frames announced by a CHARMM/OpenMM DCD header (0 if unknown) and
+    ``(time of frame 0, frame spacing)`` in ps, or None where the header holds no time step.
+
+    mdtraj writes a time step of exactly 1 AKMA unit when it does not know one; that counts as
+    no time step.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(48)
+    if len(head) < 48 or head[4:8] != b"CORD":
+        return 0, None
+    _, _, n_frames, first_step, interval = struct.unpack("<i4s3i", head[:20])
+    (delta,) = struct.unpack("<f", head[44:48])
+    if not (np.isfinite(delta) and delta > 0 and delta != 1.0 and interval > 0):
+        return max(n_frames, 0), None
+    step_ps = float(delta) * _AKMA_PS
+    return max(n_frames, 0), (first_step * step_ps, interval * step_ps)
+
+
 def _n_atoms_in_file(path: Path, ext: str) -> int | None:
     """Number of atoms stored in a trajectory file, or None if the reader cannot tell cheaply."""
     if ext in _HDF5:
@@ -193,7 +268,7 @@ def _n_atoms_in_file(path: Path, ext: str) -> int | None:
                                     "output")
             return int(handle.root.coordinates.shape[1])
     if ext in _STREAMED and ext not in {".mdcrd", ".crd"}:
-        with md.open(str(path)) as handle:
+        with _open(path) as handle:
             first = handle.read(n_frames=1)
             shape = np.shape(first[0] if isinstance(first, tuple) else first)
             del first  # NetCDF arrays map the file: release them before it closes
@@ -217,7 +292,7 @@ def _raw_chunks(path: Path, ext: str, topology: md.Topology, atoms: np.ndarray |
                 yield traj, frames.velocities
     elif ext in _STREAMED:
         kwargs = {"n_atoms": topology.n_atoms} if ext in {".mdcrd", ".crd"} else {}
-        with md.open(str(path), **kwargs) as handle:
+        with _open(path, **kwargs) as handle:
             while True:
                 traj = handle.read_as_traj(topology, n_frames=chunk, stride=stride,
                                            atom_indices=atoms)
@@ -243,13 +318,18 @@ def _raw_chunks(path: Path, ext: str, topology: md.Topology, atoms: np.ndarray |
 
 
 def _iter_file(path: PathLike, topology: md.Topology, atoms: np.ndarray, selection: str,
-               chunk: int, stride: int, dt_ps: float | None
+               chunk: int, stride: int, dt_ps: float | None, whole: Wholeness
                ) -> Iterator[md.Trajectory]:
-    """Validated chunks of one file, with ``velocities``/``atom_indices``/``selection`` set."""
+    """Validated chunks of one file, made whole, with ``velocities``/``atom_indices``/
+    ``selection`` set."""
     path = Path(path)
     ext = _check_file(path)
     read_atoms = None if atoms.size == topology.n_atoms else atoms
     n_frames = 0
+    announced, dcd_clock = _dcd_header(path) if ext == ".dcd" else (0, None)
+    clock = ((0.0, float(dt_ps)) if dt_ps is not None else
+             (dcd_clock or (np.nan, np.nan)) if ext == ".dcd" else
+             (np.nan, np.nan) if ext in _NO_TIMES else None)
     try:
         n_file = _n_atoms_in_file(path, ext)
         if n_file is not None and n_file != topology.n_atoms:
@@ -267,8 +347,9 @@ def _iter_file(path: PathLike, topology: md.Topology, atoms: np.ndarray, selecti
                     f"'{path}' frame {frame} has NaN or infinite coordinates or velocities; "
                     "remove the broken frames (the simulation probably blew up)"
                 )
-            if dt_ps is not None:
-                traj.time = (n_frames + np.arange(len(traj))) * stride * float(dt_ps)
+            whole.apply(traj, str(path), n_frames, stride)
+            if clock is not None:
+                traj.time = clock[0] + (n_frames + np.arange(len(traj))) * stride * clock[1]
             traj.velocities = None if velocities is None else velocities.astype(np.float32)
             traj.atom_indices = atoms
             traj.selection = selection
@@ -288,6 +369,12 @@ def _iter_file(path: PathLike, topology: md.Topology, atoms: np.ndarray, selecti
         ) from exc
     if n_frames == 0:
         raise NCTInputError(f"'{path}' has no frames; check that the simulation wrote output")
+    if announced and n_frames != -(-announced // stride):
+        raise NCTInputError(
+            f"'{path}' is truncated: its header announces {announced} frames but "
+            f"{n_frames * stride if stride == 1 else f'{n_frames} (stride {stride})'} were "
+            "found; copy the file again or cut it to whole frames"
+        )
 
 
 def as_paths(paths: PathLike | Sequence[PathLike]) -> list[PathLike]:
@@ -342,8 +429,10 @@ def iterload(paths: PathLike | Sequence[PathLike],
     topology = load_topology(top, paths)
     atoms = resolve_selection(topology, select)
     selection = select if isinstance(select, str) else "indices"
+    whole = Wholeness.of(topology, atoms)
     for index, path in enumerate(paths):
-        for traj in _iter_file(path, topology, atoms, selection, int(chunk), int(stride), dt_ps):
+        for traj in _iter_file(path, topology, atoms, selection, int(chunk), int(stride), dt_ps,
+                               whole):
             yield index, traj
 
 
