@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,6 +67,14 @@ def check_output(path: str | os.PathLike, overwrite: bool = False,
     return target
 
 
+def _move(tmp: Path, target: Path, overwrite: bool) -> None:
+    """Move ``tmp`` onto ``target``: replacing it, or only where it does not exist yet."""
+    if overwrite:
+        os.replace(tmp, target)
+    else:
+        _move_exclusive(tmp, target)
+
+
 def _move_exclusive(tmp: Path, target: Path) -> None:
     """Move ``tmp`` to ``target`` unless ``target`` exists (checked atomically)."""
     try:
@@ -104,9 +113,46 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
     os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
     try:
         yield tmp_path
-        if overwrite:
-            os.replace(tmp_path, target)
-        else:
-            _move_exclusive(tmp_path, target)
+        _move(tmp_path, target, overwrite)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def check_output_folder(folder: str | os.PathLike, names: list[str],
+                        overwrite: bool = False) -> Path:
+    """Refuse, before any work, a folder output whose files exist (without ``overwrite``) or
+    whose location is not writable; the folder itself is created only by :func:`staged_folder`.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NCTInputError(f"{folder} exists and is not a folder; choose another output folder")
+    if folder.is_dir():
+        for name in names:
+            check_output(folder / name, overwrite)
+    else:
+        check_output(folder)
+    return folder
+
+
+@contextlib.contextmanager
+def staged_folder(folder: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``folder``; on success move its files into ``folder``.
+
+    Every file appears only once all of them are written (an interrupted command leaves no
+    partial set); without ``overwrite`` no existing file is replaced.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        yield stage
+        folder.mkdir(exist_ok=True)
+        items = sorted(stage.iterdir())
+        if not overwrite:
+            for item in items:
+                if (folder / item.name).exists():
+                    raise OutputExistsError(_exists_message(folder / item.name))
+        for item in items:
+            _move(item, folder / item.name, overwrite)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

@@ -14,6 +14,7 @@ their physical meaning, angular frequencies in 1/ps.
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import mdtraj as md
@@ -276,6 +277,9 @@ class NCTModel(nn.Module):
         if not path.is_file():
             raise NCTInputError(f"model file {path} not found; pass the file written by "
                                 "`nct-md train`")
+        if _is_torchscript(path):
+            raise NCTInputError(f"{path} is an exported TorchScript CV (from nct-md export), not "
+                                "a model; pass the model file written by nct-md train")
         try:
             payload = torch.load(path, map_location=device, weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
@@ -290,6 +294,14 @@ class NCTModel(nn.Module):
         model.to(state["latent.log_frequencies"].dtype)
         model.load_state_dict(state)
         return model.to(device)
+
+
+def _is_torchscript(path: Path) -> bool:
+    """True for a TorchScript archive (a zip with a ``code/`` folder), e.g. an exported CV."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in name for name in archive.namelist())
 
 
 def topology_to_json(topology: md.Topology) -> dict:

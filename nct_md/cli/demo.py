@@ -56,6 +56,6 @@ def run(args: argparse.Namespace) -> None:
     _call(cvs_command, ["cvs", str(model), *map(str, held), "--n-cvs", "2", "--overwrite",
                         "--out", str(args.out / "cvs.csv")])
     print("[3/3] nct-md report")
-    _call(report_command, ["report", str(model), *map(str, held), "--lag-ps", "10",
+    _call(report_command, ["report", str(model), *map(str, held), "--lag-ps", "10", "--overwrite",
                            "--out", str(args.out / "report")])
     print(f"demo finished in {time.perf_counter() - start:.0f} s; outputs in {args.out}/")

@@ -6,7 +6,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from nct_md.atomic import atomic_path
+from nct_md.atomic import atomic_path, check_output, check_output_folder
 from nct_md.errors import NCTInputError
 
 #: File names written inside the output folder for --format plumed / openmm.
@@ -62,9 +62,7 @@ def _write_cvs(model, path: Path, n_cvs: int, dtype: str, overwrite: bool) -> di
 def _check_folder(out: Path, names: tuple[str, ...], overwrite: bool) -> None:
     if out.suffix:
         raise NCTInputError(f"--out must be a folder for this format, got '{out}'")
-    for name in names:
-        if (out / name).exists() and not overwrite:
-            raise NCTInputError(f"'{out / name}' exists; pass --overwrite or choose another --out")
+    check_output_folder(out, list(names), overwrite)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -76,6 +74,7 @@ def run(args: argparse.Namespace) -> None:
     model = NCTModel.load(args.model)
     model.check_separable()
     if args.format == "torchscript":
+        check_output(args.out, args.overwrite)
         info = _write_cvs(model, args.out, args.n_cvs, args.dtype, args.overwrite)
         print(f"wrote {args.out}: {info['n_cvs']} CVs of {info['n_atoms']} atoms "
               f"(0-based indices {info['atom_indices']})")

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from nct_md.atomic import atomic_path
+from nct_md.atomic import atomic_path, check_output
 from nct_md.errors import NCTInputError
 
 
@@ -22,6 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="optimiser steps (default 250 n, at least 2000)")
     parser.add_argument("--couplings", type=int, default=0,
                         help="nonlinear affine-coupling layers before the linear one (default 0)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     parser.add_argument("--out", type=Path, required=True, help="output JSON file")
     parser.set_defaults(func=run)
 
@@ -51,9 +52,10 @@ def run(args: argparse.Namespace) -> None:
     steps = args.steps if args.steps is not None else default_steps(args.n)
     if steps < 1:
         raise NCTInputError(f"--steps must be positive (got {steps})")
+    check_output(args.out, args.overwrite)
     result = fit_harmonic_chain(args.n, seed=args.seed, steps=steps,
                                 n_couplings=args.couplings).to_json()
-    with atomic_path(args.out) as tmp:
+    with atomic_path(args.out, overwrite=args.overwrite) as tmp:
         tmp.write_text(json.dumps(result, indent=2))
     print_table(result)
     print(f"wrote {args.out}")

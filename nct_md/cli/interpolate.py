@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from nct_md.atomic import check_output, check_output_folder
 from nct_md.errors import NCTInputError
 
 
@@ -57,16 +58,16 @@ def _frame_index(index: int, n_frames: int, option: str) -> int:
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
-    """Raise for a wrong suffix, or an existing output without ``--overwrite``."""
+    """Raise for a wrong suffix, an unwritable location, or an existing output without
+    ``--overwrite``."""
     if Path(args.out).suffix.lower() != ".pdb":
         raise NCTInputError(f"--out must end in .pdb, got {args.out}")
     if args.html and Path(args.html).suffix.lower() not in {".html", ".htm"}:
         raise NCTInputError(f"--html must end in .html, got {args.html}")
-    outputs = [Path(args.out)] + ([Path(args.html)] if args.html else [])
-    outputs += [Path(args.plots) / name for name in PLOTS] if args.plots else []
-    existing = [path for path in outputs if path.exists()]
-    if existing and not args.overwrite:
-        raise FileExistsError(f"{existing[0]} exists; pass --overwrite or choose another path")
+    for path in [args.out] + ([args.html] if args.html else []):
+        check_output(path, args.overwrite)
+    if args.plots:
+        check_output_folder(args.plots, list(PLOTS), args.overwrite)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> None:
     j = _frame_index(args.to_frame, traj.n_frames, "--to-frame")
     path = interpolate(model, traj[i], traj[j], n_frames=args.frames, modes=args.modes,
                        others=args.others)
-    with atomic_path(args.out, overwrite=True) as tmp:
+    with atomic_path(args.out, overwrite=args.overwrite) as tmp:
         path.save_pdb(str(tmp))
     summary = {"out": str(args.out), "n_frames": path.n_frames, "n_atoms": path.n_atoms,
                "from_frame": i, "to_frame": j, "modes": args.modes, "others": args.others}

@@ -74,6 +74,14 @@ def run(args: argparse.Namespace) -> None:
 
     weights_path, summary_dir = _check(args)
     model = NCTModel.load(args.model)
+    if not any(a.element is not None and a.element.symbol == "H" for a in model.topology.atoms):
+        raise NCTInputError(
+            f"{args.model} covers only heavy atoms (selection "
+            f"'{model.metadata.get('data', {}).get('selection', '?')}'); sampling needs an "
+            "all-atom generator: train with --select all --objective configuration "
+            "--internal-coordinates on unconstrained data")
+    reference_top = io.load_topology(None, args.reference) if args.reference else None
+    reference_atoms = model.select_atoms(reference_top) if args.reference else None
     system = (system_from_xml(args.system) if args.system is not None
               else system_from_topology(model.topology, args.forcefield, args.solvent))
     with OpenMMEnergy(system, float(model.metadata["temperature"]),
@@ -82,7 +90,7 @@ def run(args: argparse.Namespace) -> None:
                                progress=args.n > 10 * args.batch_size)
         reference, md_energies = None, None
         if args.reference:
-            trajs = io.load(args.reference, None, select=model.metadata["atom_indices"],
+            trajs = io.load(args.reference, reference_top, select=reference_atoms,
                             stride=args.reference_stride)
             reference = trajs[0].join(trajs[1:]) if len(trajs) > 1 else trajs[0]
             md_energies = energy.evaluate(reference.xyz)[0]

@@ -62,6 +62,9 @@ class Features:
 
 def lag_frames(trajs: list[md.Trajectory], lag_ps: float) -> int:
     """The lag in frames for a lag time in ps; all trajectories must share the frame spacing."""
+    if any(np.isnan(t.time).any() for t in trajs):
+        raise NCTInputError("the trajectory files store no frame times; pass --dt (dt_ps=) with "
+                            "the frame spacing in ps")
     steps = {round(float(np.median(np.diff(t.time))), 6) for t in trajs if t.n_frames > 1}
     if len(steps) != 1:
         raise NCTInputError(f"trajectories have different or unknown frame spacings {steps} ps; "
@@ -106,10 +109,15 @@ def build_report(model: NCTModel, test: list[md.Trajectory],
         fit, protocol = Features.of(model, train, k_max), "fit on training trajectories, " \
             "scored on the given (held-out) trajectories"
     else:
-        fit, held_scored = _blocks(held, block=max(10 * lag, 200))
+        block = min(max(10 * lag, 200), max(len(c) for c in held.cvs) // 2)
+        if block <= lag:
+            raise NCTInputError(
+                f"the trajectories are too short ({max(len(c) for c in held.cvs)} frames) to be "
+                f"split into fitting and scoring blocks at a lag of {lag} frames; pass the "
+                "training trajectories (--train) or longer ones")
+        fit, held = _blocks(held, block=block)
         protocol = (f"no training trajectories: fit on even and scored on odd blocks of "
-                    f"{max(10 * lag, 200)} frames of the given trajectories")
-        held = held_scored
+                    f"{block} frames of the given trajectories")
     keep = [i for i, c in enumerate(held.cvs) if len(c) > lag]
     keep_fit = [i for i, c in enumerate(fit.cvs) if len(c) > lag]
     held_l = Features(*[[getattr(held, f)[i] for i in keep] for f in
@@ -117,6 +125,12 @@ def build_report(model: NCTModel, test: list[md.Trajectory],
     fit_l = Features(*[[getattr(fit, f)[i] for i in keep_fit] for f in
                        ("cvs", "coords", "torsions", "times")])
 
+    n_fit = sum(len(c) for c in fit_l.cvs)
+    if not held_l.cvs or n_fit < 2 * DISCRETE_CLUSTERS:
+        raise NCTInputError(
+            f"too few frames to score ({n_fit} fitting frames in trajectories longer than the "
+            f"lag; the discretised VAMP-2 needs at least {2 * DISCRETE_CLUSTERS}); pass longer "
+            "trajectories or the training trajectories (--train)")
     w = model.frequencies
     report: dict = {
         "lag_ps": float(lag_ps),
