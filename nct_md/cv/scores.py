@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from deeptime.clustering import KMeans
 from deeptime.decomposition import TICA, VAMP
+from deeptime.numeric import ZeroRankError
 from scipy.spatial import cKDTree
 from scipy.special import digamma
 
@@ -61,9 +62,22 @@ def vamp2(train: Trajs, test: Trajs, lag: int) -> float:
     A VAMP model is fitted on the ``train`` trajectories and scored on covariances of ``test``
     (deeptime's ``score(2, test_model=...)``). Each element is ``(n_frames, n_features)``.
     """
-    fit = VAMP(lagtime=lag, epsilon=1e-10).fit([np.asarray(t, np.float64) for t in train])
-    held = VAMP(lagtime=lag, epsilon=1e-10).fit([np.asarray(t, np.float64) for t in test])
-    return float(fit.fetch_model().score(2, test_model=held.fetch_model()))
+    return _cross_validated_vamp2([np.asarray(t, np.float64) for t in train],
+                                  [np.asarray(t, np.float64) for t in test], lag)
+
+
+def _cross_validated_vamp2(train: Trajs, test: Trajs, lag: int, dim: int | None = None) -> float:
+    """VAMP-2 of a deeptime VAMP model fitted on ``train``, scored on ``test``'s covariances.
+
+    Held-out data that do not vary at all in these features (e.g. every frame in one k-means
+    state) carry only the constant function: their score is exactly 1.
+    """
+    fit = VAMP(lagtime=lag, epsilon=1e-10).fit(train).fetch_model()
+    try:
+        held = VAMP(lagtime=lag, epsilon=1e-10).fit(test).fetch_model()
+        return float(fit.score(2, test_model=held, dim=dim))
+    except ZeroRankError:
+        return 1.0
 
 
 def discrete_vamp2(train: Trajs, test: Trajs, lag: int, n_components: int,
@@ -91,9 +105,7 @@ def discrete_vamp2(train: Trajs, test: Trajs, lag: int, n_components: int,
         return [eye[kmeans.transform((np.asarray(t, np.float64).reshape(len(t), -1) - mean)
                                      / std, n_jobs=1)] for t in trajs]
 
-    fit = VAMP(lagtime=lag, epsilon=1e-10).fit(states(train)).fetch_model()
-    held = VAMP(lagtime=lag, epsilon=1e-10).fit(states(test)).fetch_model()
-    return float(fit.score(2, test_model=held, dim=n_components))
+    return _cross_validated_vamp2(states(train), states(test), lag, n_components)
 
 
 def tica_components(train: Trajs, lag: int, dim: int, apply_to: Trajs) -> list[np.ndarray]:
