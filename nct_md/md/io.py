@@ -479,9 +479,12 @@ def read_provenance(path: PathLike) -> dict:
     path = Path(path)
     if extension(path) not in _HDF5 or not path.is_file():
         return {}
-    with tables.open_file(str(path), "r") as handle:
-        attrs = handle.root._v_attrs
-        if PROVENANCE_ATTR not in attrs._v_attrnames:
-            return {}
-        raw = attrs[PROVENANCE_ATTR]
+    try:
+        with tables.open_file(str(path), "r") as handle:
+            attrs = handle.root._v_attrs
+            if PROVENANCE_ATTR not in attrs._v_attrnames:
+                return {}
+            raw = attrs[PROVENANCE_ATTR]
+    except _READ_ERRORS:  # unreadable: the trajectory reader says so in its own words
+        return {}
     return json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
