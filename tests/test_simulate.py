@@ -12,7 +12,13 @@ import pytest
 from nct_md.cli import main
 from nct_md.errors import NCTInputError
 from nct_md.md import io, phase
-from nct_md.md.simulate import available_platforms, choose_platform, simulate
+from nct_md.md.simulate import (
+    available_platforms,
+    build_system,
+    choose_platform,
+    simulate,
+    wrap_atoms,
+)
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 DATASET = DATA / "alanine-dipeptide-300K"
@@ -38,6 +44,8 @@ def test_cli_20_ps_reads_back_with_velocities(tmp_path, ala_pdb, capsys):
     info = io.read_provenance(out)
     assert info["temperature"] == 300.0 and info["constraints"] == "hbonds"
     assert info["solvent"] == "obc" and info["seed"] == 3
+    assert info["nonbonded_method"] == "NoCutoff" and info["box_nm"] is None
+    assert info["ensemble"] == "nvt" and traj.unitcell_lengths is None
     data = phase.load_phase_space(out)  # temperature and constraints from the file
     assert data.has_velocities and data.metadata["constraints"] == "hbonds"
     assert data.metadata["n_constrained_in_selection"] == 12
@@ -100,6 +108,12 @@ def test_choose_platform_measures(ala_pdb):
     (["--timestep-fs", "10"], "--timestep-fs must be in"),
     (["--platform", "Quantum"], "platform 'Quantum' is not available"),
     (["--equilibrate-ps", "-1"], "equilibrate-ps"),
+    (["--solvent", "tip3p", "--padding-nm", "0"], "--padding-nm must be positive"),
+    (["--solvent", "tip3p", "--padding-nm", "-1"], "--padding-nm must be positive"),
+    (["--solvent", "tip3p", "--padding-nm", "0.5"], "too small for a 0.6 nm cutoff"),
+    (["--solvent", "vacuum", "--ensemble", "npt"], "--ensemble npt needs a periodic box"),
+    (["--ensemble", "npt"], "use --solvent tip3p or --ensemble nvt"),
+    (["--positions", "wrapped"], "--positions wrapped needs a periodic box"),
 ])
 def test_bad_settings(tmp_path, ala_pdb, capsys, args, message):
     out = tmp_path / "x.h5"
@@ -133,8 +147,99 @@ def test_help_lists_options(capsys):
     assert exc.value.code == 0
     text = capsys.readouterr().out
     for option in ("--pdb", "--forcefield", "--solvent", "--temperature", "--ns",
-                   "--save-every-ps", "--seed", "--out", "--constraints", "--platform"):
+                   "--save-every-ps", "--seed", "--out", "--constraints", "--platform",
+                   "--padding-nm", "--ensemble", "--positions", "tip3p"):
         assert option in text
+
+
+# --- explicit water (TIP3P, periodic box) -------------------------------------------------------
+
+#: a small box (0.8 nm padding: 1.63 nm, 114 waters) and short runs keep these tests fast
+WATER = dict(solvent="tip3p", padding_nm=0.8, ns=0.002, save_every_ps=0.2, equilibrate_ps=2.0,
+             platform="CPU" if "CPU" in available_platforms() else None)
+
+
+def _read_raw(path: Path):
+    """Frames as stored (no re-imaging) and the topology of an mdtraj HDF5 file."""
+    with md.formats.HDF5TrajectoryFile(str(path)) as handle:
+        return handle.read(), handle.topology
+
+
+def _bond_lengths(xyz: np.ndarray, topology: md.Topology) -> np.ndarray:
+    pairs = np.array([[a.index, b.index] for a, b in topology.bonds])
+    return np.linalg.norm(xyz[:, pairs[:, 0]] - xyz[:, pairs[:, 1]], axis=-1)
+
+
+def test_tip3p_cli_nvt_whole(tmp_path, ala_pdb, capsys):
+    out = tmp_path / "water.h5"
+    args = [f"--{key.replace('_', '-')}={value}" for key, value in WATER.items()
+            if value is not None]
+    assert _cli("--pdb", ala_pdb, "--out", out, "--seed", 5, "--quiet", *args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    info = io.read_provenance(out)
+    assert info["solvent"] == "tip3p" and info["padding_nm"] == 0.8
+    assert info["ensemble"] == "nvt" and info["positions"] == "whole"
+    assert info["pressure_bar"] == 1.0 and info["barostat_every_steps"] == 25
+    assert info["nonbonded_method"] == "PME"
+    assert info["forcefield_files"] == ["amber99sbildn.xml", "tip3p.xml"]
+    assert info["cutoff_nm"] == summary["cutoff_nm"] == 0.652  # 0.4 x the 1.632 nm box
+    n_waters = info["n_waters"]
+    assert n_waters > 100 and info["n_ions"] == 0  # alanine dipeptide is neutral
+    assert info["n_constraints"] == 12 + 3 * n_waters  # HBonds of the solute, rigid water
+    frames, topology = _read_raw(out)
+    assert summary["n_atoms"] == topology.n_atoms == 22 + 3 * n_waters
+    assert len(topology.select("water")) == 3 * n_waters
+    assert len(topology.select("not water and not element Na Cl")) == 22
+    assert frames.velocities.shape == frames.coordinates.shape == (10, topology.n_atoms, 3)
+    assert np.isfinite(frames.velocities).all() and np.abs(frames.velocities).max() > 0
+    # NPT equilibration changed the solvated box; NVT production keeps the equilibrated one
+    solvated, production = np.diag(info["box_solvated_nm"]), np.diag(info["box_nm"])
+    assert np.abs(production - solvated).max() > 1e-3
+    np.testing.assert_allclose(frames.cell_lengths, np.tile(production, (10, 1)), rtol=1e-6)
+    np.testing.assert_allclose(frames.cell_angles, 90.0)
+    assert _bond_lengths(frames.coordinates, topology).max() < 0.2  # every molecule whole
+
+
+def test_tip3p_npt_wrapped_amber14(tmp_path, ala_pdb):
+    out = tmp_path / "npt.h5"
+    summary = simulate(ala_pdb, out, forcefield="amber14", ensemble="npt", positions="wrapped",
+                       seed=2, progress=False, **WATER)
+    assert summary["forcefield_files"] == ["amber14-all.xml", "amber14/tip3p.xml"]
+    info = io.read_provenance(out)
+    assert info["ensemble"] == "npt" and info["positions"] == "wrapped"
+    frames, topology = _read_raw(out)
+    cell = frames.cell_lengths
+    assert np.ptp(cell[:, 0]) > 0  # the barostat moves the box during production
+    np.testing.assert_allclose(cell, cell[:, :1].repeat(3, axis=1))  # cubic stays cubic
+    xyz = frames.coordinates
+    assert (xyz >= -1e-6).all() and (xyz <= cell[:, None, :] + 1e-5).all()  # all in the cell
+    assert _bond_lengths(xyz, topology).max() > 0.5  # atom by atom: molecules cut at faces
+
+
+def test_wrap_atoms_triclinic():
+    rng = np.random.default_rng(0)
+    box = np.array([[2.0, 0.0, 0.0], [0.6, 1.8, 0.0], [-0.4, 0.7, 1.5]])  # OpenMM reduced form
+    positions = rng.uniform(-5.0, 5.0, size=(200, 3))
+    wrapped = wrap_atoms(positions, box)
+    fractional = wrapped @ np.linalg.inv(box)
+    assert (fractional >= 0).all() and (fractional < 1).all()
+    shifts = (wrapped - positions) @ np.linalg.inv(box)
+    np.testing.assert_allclose(shifts, np.round(shifts), atol=1e-9)  # whole box vectors only
+
+
+def test_tip3p_system_needs_a_box(ala_pdb):
+    from openmm import app
+
+    with pytest.raises(NCTInputError, match="needs a solvated topology"):
+        build_system(app.PDBFile(str(ala_pdb)), "amber99sbildn", "tip3p", "hbonds")
+
+
+def test_bad_choice_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exc:
+        _cli("--pdb", "x.pdb", "--out", "x.h5", "--ensemble", "nve")
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "invalid choice: 'nve'" in err and len(err.splitlines()) == 1
 
 
 # --- the shipped reference data set ---------------------------------------------------------
@@ -177,3 +282,24 @@ def test_blow_up_is_reported_and_leaves_no_file(tmp_path, ala_pdb):
                  constraints="none", timestep_fs=5.0, ns=0.5, save_every_ps=0.05,
                  equilibrate_ps=0.0, seed=1, platform="Reference", progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_tip3p_wrapped_output_trains_and_gives_cvs(tmp_path, ala_pdb):
+    """`simulate --solvent tip3p --positions wrapped` -> `train` (solute heavy atoms) -> `cvs`:
+    the CVs equal those of the same frames made whole by hand (to 1e-5)."""
+    out = tmp_path / "wrapped.h5"
+    settings = {**WATER, "ns": 0.006, "save_every_ps": 0.02, "equilibrate_ps": 1.0}
+    simulate(ala_pdb, out, positions="wrapped", seed=3, progress=False, **settings)
+    model, cvs = tmp_path / "model.pt", tmp_path / "cvs.npy"
+    assert main(["train", str(out), "--epochs", "1", "--couplings", "1", "--hidden", "8",
+                 "--out", str(model)]) == 0
+    assert main(["cvs", str(model), str(out), "--n-cvs", "3", "--out", str(cvs)]) == 0
+    values = np.load(cvs)
+    assert values.shape == (300, 3) and np.isfinite(values).all()
+    raw = md.load(str(out))
+    solute = raw.atom_slice(raw.topology.select("not water"))
+    solute.make_molecules_whole(inplace=True)
+    from nct_md.model import NCTModel
+
+    expected = NCTModel.load(model).transform(solute, 3)
+    np.testing.assert_allclose(values, expected, atol=1e-5)

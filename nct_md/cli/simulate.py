@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from nct_md.md.simulate import DEFAULT_TIMESTEP_FS, FORCEFIELDS, simulate
+from nct_md.md.simulate import (
+    ALL_SOLVENTS,
+    DEFAULT_TIMESTEP_FS,
+    ENSEMBLES,
+    FORCEFIELDS,
+    POSITIONS,
+    simulate,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -14,16 +21,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "simulate",
         help="run OpenMM Langevin MD and write positions and velocities (mdtraj HDF5)",
         description="Run Langevin dynamics (LangevinMiddleIntegrator, friction 1/ps) of a PDB "
-        "in vacuum or OBC implicit solvent and write an mdtraj HDF5 trajectory with positions "
-        "(nm), velocities (nm/ps) and energies. The structure is minimised and equilibrated "
-        "before frames are saved.",
+        "in vacuum, OBC implicit solvent or TIP3P water (periodic box, PME, all atoms and the "
+        "unit cell saved) and write an mdtraj HDF5 trajectory with positions (nm), velocities "
+        "(nm/ps) and energies. The structure is minimised and equilibrated (at 1 bar with "
+        "water) before frames are saved.",
     )
     parser.add_argument("--pdb", required=True, help="structure with all hydrogens (.pdb/.cif)")
     parser.add_argument("--out", required=True, help="output trajectory, .h5")
     parser.add_argument("--forcefield", default="amber99sbildn", choices=sorted(FORCEFIELDS),
                         help="force field (default: amber99sbildn)")
-    parser.add_argument("--solvent", default="obc", choices=("obc", "vacuum"),
-                        help="OBC implicit solvent or vacuum (default: obc)")
+    parser.add_argument("--solvent", default="obc", choices=ALL_SOLVENTS,
+                        help="OBC implicit solvent, vacuum or TIP3P water (default: obc)")
+    parser.add_argument("--padding-nm", type=float, default=1.0,
+                        help="tip3p: smallest solute-image distance, sets the box (default: 1)")
+    parser.add_argument("--ensemble", default="nvt", choices=ENSEMBLES,
+                        help="tip3p production at fixed volume or 1 bar (default: nvt)")
+    parser.add_argument("--positions", default="whole", choices=POSITIONS,
+                        help="tip3p: whole molecules or atoms wrapped (default: whole)")
     parser.add_argument("--temperature", type=float, default=300.0,
                         help="temperature in K (default: 300)")
     parser.add_argument("--ns", type=float, default=1.0,
@@ -43,7 +57,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--start", default=None, metavar="FRAME_PDB",
                         help="starting positions for the same atoms (default: the --pdb ones)")
     parser.add_argument("--equilibrate-ps", type=float, default=10.0,
-                        help="unsaved equilibration in ps after minimisation (default: 10)")
+                        help="unsaved equilibration in ps after minimisation, NPT with "
+                        "tip3p (default: 10)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -56,8 +71,9 @@ def run(args: argparse.Namespace) -> None:
         temperature=args.temperature, ns=args.ns, save_every_ps=args.save_every_ps,
         seed=args.seed, constraints=args.constraints, timestep_fs=args.timestep_fs,
         platform=args.platform, start=args.start, equilibrate_ps=args.equilibrate_ps,
+        padding_nm=args.padding_nm, ensemble=args.ensemble, positions=args.positions,
         overwrite=args.overwrite, progress=not args.quiet,
     )
-    keys = ("out", "n_frames", "n_atoms", "temperature", "solvent", "constraints",
-            "timestep_fs", "platform", "seed", "ns_per_day", "wall_s")
+    keys = ("out", "n_frames", "n_atoms", "temperature", "solvent", "ensemble", "cutoff_nm",
+            "constraints", "timestep_fs", "platform", "seed", "ns_per_day", "wall_s")
     print(json.dumps({key: summary[key] for key in keys}))

@@ -3,17 +3,24 @@
 Public API
 ----------
 simulate(pdb, out, ...)
-    Run a simulation of any PDB the force field can parameterise (vacuum or OBC implicit
-    solvent) and write ``out`` atomically; returns a summary dict.
+    Run a simulation of any PDB the force field can parameterise (vacuum, OBC implicit solvent,
+    or TIP3P water in a periodic box) and write ``out`` atomically; returns a summary dict.
 choose_platform(system, positions, ...)
     Time a short run on every available OpenMM platform and return the fastest.
-FORCEFIELDS
-    Force-field names and their (protein, OBC implicit solvent) OpenMM XML files.
+wrap_atoms(positions, box)
+    Every atom into the primary unit cell, as GROMACS ``-pbc atom`` writes them.
+FORCEFIELDS, SOLVENTS, CONSTRAINTS, build_system
+    From :mod:`nct_md.md.system` (force fields, solvent models and System building).
 
 The integrator is ``LangevinMiddleIntegrator`` (friction 1/ps). Its velocities are leapfrog
 half-step velocities, ``v(t - dt/2)``, which OpenMM documents as sampling the thermal ensemble
 more accurately than on-step velocities. Settings are stored as JSON in the HDF5 root attribute
 ``nct_md_simulation`` (read back with :func:`nct_md.md.io.read_provenance`).
+
+Explicit water: the solute is solvated (:func:`nct_md.md.system.solvate`), minimised, and
+equilibrated at 1 bar (``MonteCarloBarostat``); production runs at the equilibrated volume (NVT)
+or keeps the barostat (NPT). The file holds every atom (solute, water, ions; select the solute
+later, e.g. ``not water and not element Na Cl``) and the unit cell of every frame.
 """
 
 from __future__ import annotations
@@ -34,18 +41,28 @@ from nct_md.atomic import atomic_path
 from nct_md.errors import NCTInputError
 from nct_md.md.io import PROVENANCE_ATTR
 from nct_md.md.phase import KB, check_temperature
+from nct_md.md.system import (
+    ALL_SOLVENTS,
+    CONSTRAINTS,
+    FORCEFIELDS,
+    PERIODIC_SOLVENTS,
+    SOLVENTS,
+    build_system,
+    check_choices,
+    forcefield_files,
+    solvate,
+)
 
-#: name -> (force-field XML, matching OBC implicit-solvent XML)
-FORCEFIELDS = {
-    "amber99sbildn": ("amber99sbildn.xml", "amber99_obc.xml"),
-    "amber99sb": ("amber99sb.xml", "amber99_obc.xml"),
-    "amber96": ("amber96.xml", "amber96_obc.xml"),
-    "amber03": ("amber03.xml", "amber03_obc.xml"),
-    "amber10": ("amber10.xml", "amber10_obc.xml"),
-    "amber14": ("amber14-all.xml", "implicit/obc2.xml"),
-}
-SOLVENTS = ("obc", "vacuum")
-CONSTRAINTS = {"hbonds": app.HBonds, "none": None}
+__all__ = ["ALL_SOLVENTS", "CONSTRAINTS", "DEFAULT_TIMESTEP_FS", "ENSEMBLES", "FORCEFIELDS",
+           "FRICTION_PER_PS", "POSITIONS", "SOLVENTS", "available_platforms", "build_system",
+           "choose_platform", "read_structure", "simulate", "wrap_atoms"]
+
+ENSEMBLES = ("nvt", "npt")
+#: "whole": molecules kept whole (translated into the box as units); "wrapped": atom by atom
+POSITIONS = ("whole", "wrapped")
+PRESSURE_BAR = 1.0
+#: steps between Monte Carlo volume moves of the barostat
+BAROSTAT_EVERY = 25
 #: default time step in fs for each constraint choice
 DEFAULT_TIMESTEP_FS = {"hbonds": 2.0, "none": 1.0}
 FRICTION_PER_PS = 1.0
@@ -128,18 +145,28 @@ def read_structure(path: str | Path, what: str) -> app.PDBFile | app.PDBxFile:
         raise NCTInputError(f"cannot read {what} '{path}': {exc}; check the file") from exc
 
 
+def _check_box_options(solvent: str, padding_nm: float, ensemble: str, positions: str) -> None:
+    """Refuse a bad padding, ensemble or positions mode, or one that needs a periodic box."""
+    if not np.isfinite(padding_nm) or padding_nm <= 0:
+        raise NCTInputError(f"--padding-nm must be positive, got {padding_nm}")
+    if ensemble not in ENSEMBLES:
+        raise NCTInputError(f"unknown ensemble '{ensemble}'; use nvt or npt")
+    if positions not in POSITIONS:
+        raise NCTInputError(f"unknown positions mode '{positions}'; use whole or wrapped")
+    periodic = ", ".join(PERIODIC_SOLVENTS)
+    if solvent not in PERIODIC_SOLVENTS and ensemble == "npt":
+        raise NCTInputError(f"--ensemble npt needs a periodic box but --solvent {solvent} has "
+                            f"none; use --solvent {periodic} or --ensemble nvt")
+    if solvent not in PERIODIC_SOLVENTS and positions == "wrapped":
+        raise NCTInputError(f"--positions wrapped needs a periodic box but --solvent {solvent} "
+                            f"has none; use --solvent {periodic} or --positions whole")
+
+
 def _validate(forcefield: str, solvent: str, temperature: float, ns: float, save_every_ps: float,
               constraints: str, timestep_fs: float | None, platform: str | None,
               equilibrate_ps: float) -> tuple[float, int, int]:
     """Check the settings; return (time step fs, steps per frame, number of frames)."""
-    if forcefield not in FORCEFIELDS:
-        raise NCTInputError(
-            f"unknown force field '{forcefield}'; use one of {', '.join(FORCEFIELDS)}"
-        )
-    if solvent not in SOLVENTS:
-        raise NCTInputError(f"unknown solvent '{solvent}'; use obc or vacuum")
-    if constraints not in CONSTRAINTS:
-        raise NCTInputError(f"unknown constraints '{constraints}'; use hbonds or none")
+    check_choices(forcefield, solvent, constraints)
     check_temperature(temperature)
     for name, value in (("ns", ns), ("save-every-ps", save_every_ps)):
         if not np.isfinite(value) or value <= 0:
@@ -166,20 +193,46 @@ def _validate(forcefield: str, solvent: str, temperature: float, ns: float, save
     return step, round(steps_per_frame), n_frames
 
 
-def build_system(structure: app.PDBFile, forcefield: str, solvent: str,
-                 constraints: str) -> openmm.System:
-    """An OpenMM System of ``structure.topology``: force field (a key of :data:`FORCEFIELDS`),
-    ``solvent`` "obc" (implicit) or "vacuum", ``constraints`` "hbonds" or "none"; no cutoff."""
-    files = FORCEFIELDS[forcefield]
-    ff = app.ForceField(*(files if solvent == "obc" else files[:1]))
+def wrap_atoms(positions: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Each atom translated by box vectors into the primary cell ``{f @ box : 0 <= f < 1}``.
+
+    ``positions`` ``(N, 3)`` nm, ``box`` rows are the box vectors ``(3, 3)`` nm; returns
+    ``(N, 3)`` nm. Molecules crossing a face come out broken, as GROMACS ``-pbc atom``.
+    """
+    fractional = positions @ np.linalg.inv(box)
+    return (fractional - np.floor(fractional)) @ box
+
+
+def _step(integrator: openmm.Integrator, n_steps: int) -> None:
+    """Integrate, turning OpenMM failures into one-line :class:`NCTInputError` messages."""
     try:
-        return ff.createSystem(structure.topology, nonbondedMethod=app.NoCutoff,
-                               constraints=CONSTRAINTS[constraints])
-    except ValueError as exc:
-        raise NCTInputError(
-            f"{forcefield} cannot parameterise the PDB ({str(exc).splitlines()[0]}); add missing "
-            "hydrogens and caps (e.g. with pdbfixer) or choose another --forcefield"
-        ) from exc
+        integrator.step(n_steps)
+    except openmm.OpenMMException as exc:
+        if "periodic box size has decreased" in str(exc):
+            raise NCTInputError("the barostat shrank the box below twice the cutoff; use a "
+                                "larger --padding-nm") from exc
+        raise NCTInputError(_BLOWN_UP) from exc
+
+
+def _append_frame(frames: dict[str, list], state: openmm.State, time_ps: float, n_dof: int,
+                  positions: str) -> None:
+    """Add one frame of ``state`` to the buffers (unit cell too when ``frames`` has one)."""
+    xyz = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+    if "cell_lengths" in frames:
+        box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)
+        xyz = wrap_atoms(xyz, box) if positions == "wrapped" else xyz
+        *lengths, alpha, beta, gamma = md.utils.box_vectors_to_lengths_and_angles(*box)
+        frames["cell_lengths"].append(lengths)
+        frames["cell_angles"].append([alpha, beta, gamma])
+    kinetic = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
+    frames["coordinates"].append(xyz)
+    frames["velocities"].append(
+        state.getVelocities(asNumpy=True).value_in_unit(unit.nanometer / unit.picosecond))
+    frames["time"].append(time_ps)
+    frames["kineticEnergy"].append(kinetic)
+    frames["potentialEnergy"].append(
+        state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
+    frames["temperature"].append(2.0 * kinetic / (n_dof * KB))
 
 
 def _write_frames(handle: md.formats.HDF5TrajectoryFile, frames: dict[str, list]) -> None:
@@ -198,6 +251,7 @@ def simulate(pdb: str | Path, out: str | Path, forcefield: str = "amber99sbildn"
              save_every_ps: float = 1.0, seed: int | None = None, constraints: str = "hbonds",
              timestep_fs: float | None = None, platform: str | None = None,
              start: str | Path | None = None, equilibrate_ps: float = 10.0,
+             padding_nm: float = 1.0, ensemble: str = "nvt", positions: str = "whole",
              overwrite: bool = False, progress: bool = True) -> dict:
     """Run Langevin dynamics and write an mdtraj HDF5 trajectory with velocities.
 
@@ -205,15 +259,18 @@ def simulate(pdb: str | Path, out: str | Path, forcefield: str = "amber99sbildn"
     ----------
     pdb : path
         Structure with all hydrogens (.pdb or .cif) that ``forcefield`` can parameterise; its
-        topology goes into the output.
+        topology (plus water and ions with an explicit solvent) goes into the output.
     out : path
         Output ``.h5`` file (mdtraj HDF5: positions nm, velocities nm/ps, time ps, energies
-        kJ/mol). Written to a temporary file beside it and renamed when complete, so an
-        interrupted run leaves no partial output; parent folders are created.
+        kJ/mol, unit cell nm and degrees with an explicit solvent). Written to a temporary file
+        beside it and renamed when complete, so an interrupted run leaves no partial output;
+        parent folders are created.
     forcefield : str
         A key of :data:`FORCEFIELDS`.
-    solvent : {"obc", "vacuum"}
-        OBC generalized-Born implicit solvent or vacuum (no cutoff either way).
+    solvent : {"obc", "vacuum", "tip3p"}
+        OBC generalized-Born implicit solvent or vacuum (no cutoff either way), or TIP3P water
+        with neutralising Na+/Cl- in a cubic periodic box (PME, cutoff
+        :func:`nct_md.md.system.pme_cutoff`: 1 nm or less in small boxes, rigid water).
     temperature : float
         Bath temperature in K.
     ns : float
@@ -221,10 +278,10 @@ def simulate(pdb: str | Path, out: str | Path, forcefield: str = "amber99sbildn"
     save_every_ps : float
         Frame spacing in ps.
     seed : int, optional
-        Seed for the initial velocities and the Langevin noise; drawn at random (and reported)
-        if None. Runs are reproducible only on the same platform and hardware.
+        Seed for the initial velocities, the Langevin noise and the barostat; drawn at random
+        (and reported) if None. Runs are reproducible only on the same platform and hardware.
     constraints : {"hbonds", "none"}
-        Constrain bonds to hydrogen or nothing.
+        Constrain bonds to hydrogen or nothing (water is rigid either way).
     timestep_fs : float, optional
         Integration step; default 2 fs with HBonds constraints, 1 fs without.
     platform : str, optional
@@ -232,7 +289,14 @@ def simulate(pdb: str | Path, out: str | Path, forcefield: str = "amber99sbildn"
     start : path, optional
         PDB with starting positions for the same atoms (e.g. a frame from another basin).
     equilibrate_ps : float
-        Unsaved equilibration after minimisation, in ps.
+        Unsaved equilibration after minimisation, in ps; at 1 bar (NPT) with explicit water.
+    padding_nm : float
+        Explicit water: smallest solute-image distance in nm that sets the box size.
+    ensemble : {"nvt", "npt"}
+        Production at the equilibrated volume or at 1 bar (explicit water only).
+    positions : {"whole", "wrapped"}
+        Explicit water: molecules kept whole (each translated as a unit so that its centre is
+        in the box) or every atom wrapped into the primary cell (GROMACS ``-pbc atom``).
     overwrite : bool
         Replace an existing ``out``.
     progress : bool
@@ -252,51 +316,64 @@ def simulate(pdb: str | Path, out: str | Path, forcefield: str = "amber99sbildn"
     step_fs, steps_per_frame, n_frames = _validate(
         forcefield, solvent, temperature, ns, save_every_ps, constraints, timestep_fs, platform,
         equilibrate_ps)
+    _check_box_options(solvent, padding_nm, ensemble, positions)
     structure = read_structure(pdb, "PDB")
-    positions = np.asarray(structure.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+    xyz = np.asarray(structure.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
     if start is not None:
-        start_positions = read_structure(start, "start structure")
-        positions = np.asarray(
-            start_positions.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
-        if len(positions) != structure.topology.getNumAtoms():
+        xyz = np.asarray(read_structure(start, "start structure").getPositions(asNumpy=True)
+                         .value_in_unit(unit.nanometer))
+        if len(xyz) != structure.topology.getNumAtoms():
             raise NCTInputError(
-                f"start structure '{start}' has {len(positions)} atoms but the PDB has "
+                f"start structure '{start}' has {len(xyz)} atoms but the PDB has "
                 f"{structure.topology.getNumAtoms()}; use a frame of the same molecule"
             )
-    if not np.isfinite(positions).all():
+    if not np.isfinite(xyz).all():
         raise NCTInputError("the structure has NaN or infinite coordinates; fix the PDB")
+    periodic = solvent in PERIODIC_SOLVENTS
+    if periodic:
+        structure = solvate(structure.topology, xyz, forcefield, solvent, padding_nm)
+        xyz = np.asarray(structure.getPositions().value_in_unit(unit.nanometer))
     system = build_system(structure, forcefield, solvent, constraints)
     seed = secrets.randbelow(2**31 - 1) + 1 if seed is None else int(seed)
     speeds = {}
     if platform is None:
-        platform, speeds = choose_platform(system, positions, temperature)
+        platform, speeds = choose_platform(system, xyz, temperature)
 
+    if periodic:  # NPT equilibration; the barostat stays for NPT production
+        barostat = openmm.MonteCarloBarostat(PRESSURE_BAR * unit.bar, temperature * unit.kelvin,
+                                             BAROSTAT_EVERY)
+        barostat.setRandomNumberSeed(seed)
+        barostat_index = system.addForce(barostat)
     integrator = openmm.LangevinMiddleIntegrator(temperature * unit.kelvin,
                                                  FRICTION_PER_PS / unit.picosecond,
                                                  step_fs * unit.femtosecond)
     integrator.setRandomNumberSeed(seed)
     context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform),
                              _platform_properties(platform))
-    context.setPositions(positions * unit.nanometer)
+    context.setPositions(xyz * unit.nanometer)
     openmm.LocalEnergyMinimizer.minimize(context)
     context.setVelocitiesToTemperature(temperature * unit.kelvin, seed)
-    integrator.step(round(equilibrate_ps * 1000.0 / step_fs))
+    _step(integrator, round(equilibrate_ps * 1000.0 / step_fs))
+    if periodic and ensemble == "nvt":
+        system.removeForce(barostat_index)
+        context.reinitialize(preserveState=True)
 
     n_dof = 3 * system.getNumParticles() - system.getNumConstraints() - 3
     settings = {
         "pdb": str(pdb), "start": None if start is None else str(start),
-        "forcefield": forcefield, "forcefield_files": list(FORCEFIELDS[forcefield][:2]
-                                                         if solvent == "obc"
-                                                         else FORCEFIELDS[forcefield][:1]),
+        "forcefield": forcefield, "forcefield_files": forcefield_files(forcefield, solvent),
         "solvent": solvent, "temperature": float(temperature), "ns": float(ns),
         "save_every_ps": float(save_every_ps), "seed": seed, "constraints": constraints,
         "n_constraints": system.getNumConstraints(), "timestep_fs": step_fs,
         "friction_per_ps": FRICTION_PER_PS, "equilibrate_ps": float(equilibrate_ps),
         "integrator": "LangevinMiddleIntegrator (velocities at half steps)",
         "openmm_version": openmm.__version__, "platform": platform,
+        "ensemble": ensemble, "positions": positions,
+        **_box_settings(structure.topology, system, context, padding_nm if periodic else None),
     }
     frames = {key: [] for key in ("coordinates", "velocities", "time", "kineticEnergy",
-                                  "potentialEnergy", "temperature")}
+                                  "potentialEnergy", "temperature")
+              + (("cell_lengths", "cell_angles") if periodic else ())}
     start_wall = time.perf_counter()
     with atomic_path(out) as tmp:
         with md.formats.HDF5TrajectoryFile(str(tmp), "w", force_overwrite=True) as handle:
@@ -308,22 +385,11 @@ def simulate(pdb: str | Path, out: str | Path, forcefield: str = "amber99sbildn"
             handle.method = "LangevinMiddleIntegrator"
             with tqdm(total=n_frames, unit="frame", disable=not progress, desc="simulate") as bar:
                 for k in range(n_frames):
-                    try:
-                        integrator.step(steps_per_frame)
-                    except openmm.OpenMMException as exc:
-                        raise NCTInputError(_BLOWN_UP) from exc
+                    _step(integrator, steps_per_frame)
                     state = context.getState(getPositions=True, getVelocities=True,
-                                             getEnergy=True)
-                    kinetic = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
-                    frames["coordinates"].append(
-                        state.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
-                    frames["velocities"].append(state.getVelocities(asNumpy=True).value_in_unit(
-                        unit.nanometer / unit.picosecond))
-                    frames["time"].append((k + 1) * save_every_ps)
-                    frames["kineticEnergy"].append(kinetic)
-                    frames["potentialEnergy"].append(
-                        state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
-                    frames["temperature"].append(2.0 * kinetic / (n_dof * KB))
+                                             getEnergy=True,
+                                             enforcePeriodicBox=periodic and positions == "whole")
+                    _append_frame(frames, state, (k + 1) * save_every_ps, n_dof, positions)
                     if len(frames["coordinates"]) >= _WRITE_EVERY:
                         _write_frames(handle, frames)
                     elapsed = time.perf_counter() - start_wall
@@ -336,6 +402,31 @@ def simulate(pdb: str | Path, out: str | Path, forcefield: str = "amber99sbildn"
     return {**settings, "out": str(out), "n_frames": n_frames,
             "n_atoms": system.getNumParticles(), "platform_steps_per_s": speeds,
             "ns_per_day": ns * 86400.0 / wall, "wall_s": wall}
+
+
+def _box_settings(topology: app.Topology, system: openmm.System, context: openmm.Context,
+                  padding_nm: float | None) -> dict:
+    """Provenance of the periodic box (``padding_nm`` None: no box, ``None`` values): padding
+    nm, pressure bar and steps between the barostat's volume moves (equilibration, and NPT
+    production), nonbonded method and cutoff nm, box vectors (rows, ``(3, 3)`` nm) after
+    solvation and at the start of production, and the number of water molecules and ions."""
+    residues = [residue.name for residue in topology.residues()]
+    settings = {"padding_nm": padding_nm, "pressure_bar": None, "barostat_every_steps": None,
+                "nonbonded_method": "NoCutoff", "cutoff_nm": None, "box_solvated_nm": None,
+                "box_nm": None,
+                "n_waters": residues.count("HOH"),
+                "n_ions": residues.count("NA") + residues.count("CL")}
+    if padding_nm is None:
+        return settings
+    nonbonded = next(force for force in system.getForces()
+                     if isinstance(force, openmm.NonbondedForce))
+    box = context.getState().getPeriodicBoxVectors(asNumpy=True)
+    return {**settings, "padding_nm": float(padding_nm), "pressure_bar": PRESSURE_BAR,
+            "barostat_every_steps": BAROSTAT_EVERY, "nonbonded_method": "PME",
+            "cutoff_nm": nonbonded.getCutoffDistance().value_in_unit(unit.nanometer),
+            "box_solvated_nm": np.asarray(topology.getPeriodicBoxVectors()
+                                          .value_in_unit(unit.nanometer)).tolist(),
+            "box_nm": box.value_in_unit(unit.nanometer).tolist()}
 
 
 def _store_provenance(path: Path, settings: dict) -> None:

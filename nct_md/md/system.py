@@ -1,0 +1,159 @@
+"""OpenMM Systems for ``nct-md simulate``: force fields, solvent models and solvation.
+
+This is the one place that knows which XML files a force field and a solvent need and how the
+System is built (used by :mod:`nct_md.md.simulate`, the metadynamics export and the OpenMM
+energies of :mod:`nct_md.generate`).
+
+Public API
+----------
+FORCEFIELDS
+    Force-field names and their (protein, OBC implicit solvent) OpenMM XML files.
+TIP3P_FILES
+    The TIP3P water (and ion) XML file that goes with each force field.
+SOLVENTS, PERIODIC_SOLVENTS, ALL_SOLVENTS
+    Non-periodic solvent models (no cutoff), explicit water in a periodic box, and both.
+check_choices(forcefield, solvent, constraints)
+    Refuse unknown names with one line naming the choices.
+forcefield_files(forcefield, solvent)
+    The XML files of a force field and solvent model.
+solvate(topology, positions, forcefield, solvent, padding_nm)
+    Explicit water and neutralising ions around a solute, in a cubic periodic box.
+build_system(structure, forcefield, solvent, constraints)
+    The System: no cutoff for vacuum and OBC, PME for explicit water.
+pme_cutoff(box)
+    The direct-space cutoff used with PME in a given box.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import openmm
+from openmm import app, unit
+
+from nct_md.errors import NCTInputError
+
+#: name -> (force-field XML, matching OBC implicit-solvent XML)
+FORCEFIELDS = {
+    "amber99sbildn": ("amber99sbildn.xml", "amber99_obc.xml"),
+    "amber99sb": ("amber99sb.xml", "amber99_obc.xml"),
+    "amber96": ("amber96.xml", "amber96_obc.xml"),
+    "amber03": ("amber03.xml", "amber03_obc.xml"),
+    "amber10": ("amber10.xml", "amber10_obc.xml"),
+    "amber14": ("amber14-all.xml", "implicit/obc2.xml"),
+}
+#: name -> TIP3P water and ion XML matching the force field
+TIP3P_FILES = {name: "amber14/tip3p.xml" if name == "amber14" else "tip3p.xml"
+               for name in FORCEFIELDS}
+#: non-periodic solvent models, simulated without a cutoff
+SOLVENTS = ("obc", "vacuum")
+#: explicit water models (name -> model of ``app.Modeller.addSolvent``), periodic box with PME
+PERIODIC_SOLVENTS = {"tip3p": "tip3p"}
+ALL_SOLVENTS = (*SOLVENTS, *PERIODIC_SOLVENTS)
+CONSTRAINTS = {"hbonds": app.HBonds, "none": None}
+#: PME direct-space cutoff, nm: at most MAX_CUTOFF_NM and at most _CUTOFF_PER_WIDTH of the
+#: shortest box width, so the box may shrink by 20 % in length under the barostat before OpenMM
+#: stops (addSolvent packs small boxes loosely: a 1.4 nm box shrinks by 10 %, a 2 nm box by 4 %);
+#: boxes that would need less than MIN_CUTOFF_NM are refused
+MAX_CUTOFF_NM = 1.0
+MIN_CUTOFF_NM = 0.6
+_CUTOFF_PER_WIDTH = 0.4
+
+
+def check_choices(forcefield: str, solvent: str, constraints: str) -> None:
+    """Raise :class:`NCTInputError` for an unknown force field, solvent or constraints name."""
+    if forcefield not in FORCEFIELDS:
+        raise NCTInputError(
+            f"unknown force field '{forcefield}'; use one of {', '.join(FORCEFIELDS)}"
+        )
+    if solvent not in ALL_SOLVENTS:
+        raise NCTInputError(f"unknown solvent '{solvent}'; use one of {', '.join(ALL_SOLVENTS)}")
+    if constraints not in CONSTRAINTS:
+        raise NCTInputError(f"unknown constraints '{constraints}'; use hbonds or none")
+
+
+def forcefield_files(forcefield: str, solvent: str) -> list[str]:
+    """OpenMM XML files of ``forcefield`` with ``solvent`` (checked names)."""
+    protein, obc = FORCEFIELDS[forcefield]
+    if solvent == "obc":
+        return [protein, obc]
+    return [protein] if solvent == "vacuum" else [protein, TIP3P_FILES[forcefield]]
+
+
+def _parameterise_error(forcefield: str, exc: ValueError) -> NCTInputError:
+    return NCTInputError(
+        f"{forcefield} cannot parameterise the PDB ({str(exc).splitlines()[0]}); add missing "
+        "hydrogens and caps (e.g. with pdbfixer) or choose another --forcefield"
+    )
+
+
+def solvate(topology: app.Topology, positions: np.ndarray, forcefield: str, solvent: str,
+            padding_nm: float) -> app.Modeller:
+    """Water of model ``solvent`` (a key of :data:`PERIODIC_SOLVENTS`) around the solute.
+
+    Parameters
+    ----------
+    topology : openmm.app.Topology
+        The solute (with all hydrogens).
+    positions : ndarray, shape ``(N, 3)``, nm
+    forcefield, solvent : str
+        Keys of :data:`FORCEFIELDS` and :data:`PERIODIC_SOLVENTS`.
+    padding_nm : float
+        Smallest distance between the solute and its periodic images, nm: the cubic box is the
+        solute's bounding-sphere diameter plus ``padding_nm`` wide, at least ``2 * padding_nm``
+        (``app.Modeller.addSolvent``).
+
+    Returns
+    -------
+    openmm.app.Modeller
+        ``topology`` (solute, then water, then Na+/Cl- ions that neutralise the total charge, as
+        OpenMM adds by default) with its periodic box, and ``positions`` (nm).
+    """
+    modeller = app.Modeller(topology, positions * unit.nanometer)
+    ff = app.ForceField(*forcefield_files(forcefield, solvent))
+    try:
+        modeller.addSolvent(ff, model=PERIODIC_SOLVENTS[solvent],
+                            padding=padding_nm * unit.nanometer)
+    except ValueError as exc:
+        raise _parameterise_error(forcefield, exc) from exc
+    return modeller
+
+
+def pme_cutoff(box: np.ndarray) -> float:
+    """PME cutoff in nm for box vectors ``box`` (rows, shape ``(3, 3)``, nm, OpenMM's reduced
+    form): ``min(1.0, 0.4 * shortest width)`` rounded down to 0.001 nm; refuses below 0.6 nm."""
+    width = float(np.min(np.diag(box)))
+    cutoff = min(MAX_CUTOFF_NM, math.floor(_CUTOFF_PER_WIDTH * width * 1000.0) / 1000.0)
+    if cutoff < MIN_CUTOFF_NM:
+        raise NCTInputError(
+            f"the periodic box ({width:.2f} nm wide) is too small for a {MIN_CUTOFF_NM} nm "
+            "cutoff; use a larger --padding-nm"
+        )
+    return cutoff
+
+
+def build_system(structure: app.PDBFile | app.Modeller, forcefield: str, solvent: str,
+                 constraints: str) -> openmm.System:
+    """An OpenMM System of ``structure.topology`` (checked names, see :func:`check_choices`).
+
+    ``solvent`` "obc" (implicit) or "vacuum": no cutoff. An explicit water model (a key of
+    :data:`PERIODIC_SOLVENTS`): the topology must be solvated (:func:`solvate`, it carries the
+    periodic box); PME with the cutoff of :func:`pme_cutoff`, rigid water. ``constraints``
+    "hbonds" or "none" applies to the solute.
+    """
+    topology = structure.topology
+    kwargs = {"nonbondedMethod": app.NoCutoff}
+    if solvent in PERIODIC_SOLVENTS:
+        box = topology.getPeriodicBoxVectors()
+        if box is None:
+            raise NCTInputError(f"solvent {solvent} needs a solvated topology with a periodic "
+                                "box; solvate it first (nct_md.md.system.solvate)")
+        cutoff = pme_cutoff(np.asarray(box.value_in_unit(unit.nanometer)))
+        kwargs = {"nonbondedMethod": app.PME, "nonbondedCutoff": cutoff * unit.nanometer,
+                  "rigidWater": True}
+    ff = app.ForceField(*forcefield_files(forcefield, solvent))
+    try:
+        return ff.createSystem(topology, constraints=CONSTRAINTS[constraints], **kwargs)
+    except ValueError as exc:
+        raise _parameterise_error(forcefield, exc) from exc
