@@ -16,7 +16,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 BENCHMARKS = ("bench.bench_harmonic_chain", "bench.bench_stream", "bench.bench_cvs",
-              "bench.bench_training", "bench.bench_generate", "bench.bench_export")
+              "bench.bench_training", "bench.bench_generate", "bench.bench_export",
+              "bench.bench_protein")
 
 
 #: (result file, key path, label, reference key path or None, reference label, target)
@@ -56,6 +57,10 @@ TABLE = [
      "cost.openmm_step_us_plain", "plain MD step", ""),
     ("harmonic_chain.json", "32.seconds_to_1pct", "harmonic chain n = 32: time to 1 % (s)",
      None, "", ""),
+    ("protein.json", "train_s_per_epoch", "synthetic protein, 214 CA atoms (636 dof), 98 frames: "
+     "ML training (s/epoch)", None, "", ""),
+    ("protein.json", "cvs_frames_per_s", "synthetic protein, 214 CA atoms: `nct-md cvs` "
+     "(frames/s)", None, "", ""),
 ]
 
 

@@ -1,14 +1,21 @@
 """The NCT estimator: fit a model to MD phase-space data by maximum likelihood.
 
 Follows deeptime's estimator/model split: ``NCT(...).fit(data)`` returns the estimator and
-``fetch_model()`` an independent :class:`~nct_md.model.NCTModel`.
+``fetch_model()`` an independent :class:`~nct_md.model.NCTModel`. Hyperparameters are checked
+when the estimator is made; ``restarts`` fits several seeds and keeps the best validation
+likelihood; checkpoints are resumed only by the run they belong to (:mod:`nct_md.train.
+checkpoint`).
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import numbers
 import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,7 +30,22 @@ from nct_md.latent import HarmonicLatent
 from nct_md.md.phase import PhaseSpaceData
 from nct_md.model import NCTModel, Preprocessing, build_flow, topology_to_json
 from nct_md.train import Trainer
-from nct_md.train.gaussian_start import gaussian_start, principal_axes
+from nct_md.train.checkpoint import data_fingerprint
+from nct_md.train.gaussian_start import (
+    SHRINK_BELOW_FRAMES_PER_DOF,
+    gaussian_start,
+    principal_axes,
+    start_covariance,
+)
+
+#: Fewest training frames (after holding out the validation frames) a fit accepts.
+MIN_TRAIN_FRAMES = 10
+
+
+def frames_needed(fraction: float) -> int:
+    """Frames in all that leave :data:`MIN_TRAIN_FRAMES` after holding out ``fraction``."""
+    every = max(2, round(1 / fraction))
+    return math.ceil(MIN_TRAIN_FRAMES * every / (every - 1))
 
 
 def validation_split(data: PhaseSpaceData, fraction: float, by: str = "blocks",
@@ -54,7 +76,8 @@ def validation_split(data: PhaseSpaceData, fraction: float, by: str = "blocks",
     train = np.concatenate([p for p, h in zip(pieces, held, strict=True) if not h])
     val = np.concatenate([p for p, h in zip(pieces, held, strict=True) if h])
     if len(train) < 2 or len(val) < 1:
-        raise NCTInputError(f"too few frames ({len(data)}) to hold out a validation set")
+        raise NCTInputError(f"too few frames ({len(data)}) to hold out a validation set; "
+                            f"training needs at least {frames_needed(fraction)} frames")
     return train, val
 
 
@@ -108,7 +131,7 @@ def _internal_gaussian_start(flow: SymplecticFlow, pre: Preprocessing, q: torch.
     internal = flow.layers[0]
     internal.double().attach(pre)
     y = internal.fit(pre.positions(q))
-    axes, widths = principal_axes(torch.cov(y.T))
+    axes, widths = principal_axes(start_covariance(y)[0])
     last = flow.layers[-1]
     if isinstance(last, LinearPointTransform):
         last.double()
@@ -116,6 +139,22 @@ def _internal_gaussian_start(flow: SymplecticFlow, pre: Preprocessing, q: torch.
         last.base_inv.copy_(axes)
         return HarmonicLatent(len(widths), 1.0 / widths)
     return HarmonicLatent(len(widths), 1.0 / y.std(0))
+
+
+def check_integer(name: str, value: object, minimum: int = 1) -> None:
+    """Raise NCTInputError naming ``name`` unless ``value`` is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise NCTInputError(f"{name} must be {what}, got {value}")
+
+
+def check_number(name: str, value: object, zero: bool = False) -> None:
+    """Raise NCTInputError naming ``name`` unless ``value`` is a finite number > 0 (>= 0)."""
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not real or not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        shown = f"{value:g}" if real else repr(value)
+        raise NCTInputError(f"{name} must be a {'non-negative' if zero else 'positive'} number, "
+                            f"got {shown}")
 
 
 class NCT:
@@ -139,20 +178,20 @@ class NCT:
     patience : int
         Epochs without validation improvement before stopping.
     seed : int
+    restarts : int
+        Fit seeds ``seed, seed + 1, ...`` (this many) and keep the fit with the best
+        validation likelihood; all of them are recorded in ``metadata["training"]["restarts"]``.
     device : str or torch.device
     dtype : torch.dtype
         float32 (default) or float64.
     checkpoint : path, optional
-        Resumable training state, written every epoch (by rank 0 when distributed).
-
-    Notes
-    -----
-    Under ``torchrun`` (an initialised ``torch.distributed`` process group) training runs data-
-    parallel with ``DistributedDataParallel``: every process holds the same data and seed, takes
-    every ``world_size``-th frame of each global batch, and gradients are averaged, so the run
-    follows the single-process one with the same global ``batch_size``.
+        Resumable training state, written every epoch (by rank 0 when distributed); with
+        ``restarts > 1`` one per seed (:meth:`checkpoint_paths`). It records the data and
+        settings, and a checkpoint of another run is refused (NCTInputError).
+    restart : bool
+        Delete existing checkpoints and start fresh instead of resuming.
     progress : bool
-        tqdm progress bar.
+        tqdm progress bar on a terminal, one line per epoch otherwise.
     internal_coordinates : bool
         Start the flow with bond lengths, angles and torsions (:class:`~nct_md.flows.
         InternalCoordinates`, from the topology's bonds); the model's first coordinates are
@@ -163,17 +202,39 @@ class NCT:
     coupling : {"affine", "spline"}
         Affine couplings (default; exportable as a TorchScript CV) or rational-quadratic spline
         couplings (multimodal coordinates such as torsions; for generators).
+
+    Notes
+    -----
+    Under ``torchrun`` (an initialised ``torch.distributed`` process group) training runs data-
+    parallel with ``DistributedDataParallel``: every process holds the same data and seed, takes
+    every ``world_size``-th frame of each global batch, and gradients are averaged, so the run
+    follows the single-process one with the same global ``batch_size``.
+
+    With fewer than two training frames per degree of freedom the Gaussian start uses a
+    covariance shrunk toward its diagonal (a warning says so); fewer than
+    :data:`MIN_TRAIN_FRAMES` training frames are refused.
     """
 
     def __init__(self, n_couplings: int = 6, hidden: int = 64, depth: int = 2, epochs: int = 30,
                  batch_size: int = 256, lr: float = 2e-3, weight_decay: float = 1e-5,
                  validation_fraction: float = 0.2, patience: int = 6, seed: int = 0,
+                 restarts: int = 1,
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                 checkpoint: str | os.PathLike | None = None, progress: bool = True,
+                 checkpoint: str | os.PathLike | None = None, restart: bool = False,
+                 progress: bool = True,
                  internal_coordinates: bool = False, objective: str = "phase_space",
                  coupling: str = "affine"):
-        if epochs < 1 or batch_size < 1 or n_couplings < 0:
-            raise NCTInputError("epochs and batch_size must be positive, n_couplings >= 0")
+        check_integer("n_couplings", n_couplings, minimum=0)
+        for name, value in (("hidden", hidden), ("depth", depth), ("epochs", epochs),
+                            ("batch_size", batch_size), ("patience", patience),
+                            ("restarts", restarts)):
+            check_integer(name, value)
+        check_integer("seed", seed, minimum=-2**63)
+        check_number("lr", lr)
+        check_number("weight_decay", weight_decay, zero=True)
+        if not (isinstance(validation_fraction, numbers.Real) and 0 < validation_fraction < 1):
+            raise NCTInputError(f"validation_fraction must be in (0, 1), got "
+                                f"{validation_fraction}")
         if objective not in OBJECTIVES:
             raise NCTInputError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         if coupling not in COUPLINGS:
@@ -185,16 +246,47 @@ class NCT:
         self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
         self.weight_decay = weight_decay
         self.validation_fraction, self.patience = validation_fraction, patience
-        self.seed, self.device, self.dtype = seed, torch.device(device), dtype
-        self.checkpoint, self.progress = checkpoint, progress
+        self.seed, self.restarts = seed, restarts
+        self.device, self.dtype = torch.device(device), dtype
+        self.checkpoint, self.restart, self.progress = checkpoint, restart, progress
         self.history: list[dict[str, float]] = []
         self._model: NCTModel | None = None
+
+    @property
+    def seeds(self) -> list[int]:
+        """The seeds fitted: ``seed, ..., seed + restarts - 1``."""
+        return list(range(self.seed, self.seed + self.restarts))
+
+    def checkpoint_paths(self) -> list[Path]:
+        """The checkpoint file of each seed (``CKPT``, or ``NAME.seedS.SUFFIX`` with restarts)."""
+        if self.checkpoint is None:
+            return []
+        path = Path(self.checkpoint)
+        if self.restarts == 1:
+            return [path]
+        return [path.with_suffix(f".seed{seed}{path.suffix}") for seed in self.seeds]
+
+    def settings(self, seed: int) -> dict:
+        """Every setting that changes the run of ``seed`` (the checkpoint's settings record)."""
+        return {**{k: v for k, v in self.architecture.items() if k not in ("kind", "linear")},
+                "internal_coordinates": self.internal_coordinates, "objective": self.objective,
+                "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+                "weight_decay": self.weight_decay,
+                "validation_fraction": self.validation_fraction, "patience": self.patience,
+                "seed": seed, "dtype": str(self.dtype)}
 
     def _initial_model(self, data: PhaseSpaceData, train: np.ndarray) -> NCTModel:
         """The best Gaussian model of the training frames: principal axes and their widths."""
         pre = Preprocessing(data.reference, data.masses, data.temperature)
         internal = (data.q[train].double() * pre.sqrt_m) @ pre.basis  # (n, d), sqrt(amu) nm
-        axes, widths = principal_axes(torch.cov(internal.T))
+        cov, shrinkage = start_covariance(internal)
+        if shrinkage is not None:
+            warnings.warn(
+                f"{len(train)} training frames (of {len(data)}) for {pre.n_dof} degrees of "
+                f"freedom, fewer than {SHRINK_BELOW_FRAMES_PER_DOF:g} per degree of freedom: "
+                f"the Gaussian start shrinks the covariance toward its diagonal (intensity "
+                f"{shrinkage:.2f}); expect a rough model, or train on more frames", stacklevel=4)
+        axes, widths = principal_axes(cov)
         pre.mean.copy_(internal.mean(0))
         pre.axes.copy_(axes)
         architecture = {**self.architecture, "n": pre.n_dof}
@@ -221,25 +313,56 @@ class NCT:
                 "no constrained bonds inside the selection" if not
                 data.metadata.get("n_constrained_in_selection") else
                 "constrained bonds inside the selection: their directions are nearly degenerate"),
+            "gaussian_start_shrinkage": shrinkage,
         }
         model = NCTModel(pre, flow, latent, architecture, metadata)
         return model.to(device=self.device, dtype=self.dtype)
 
-    def fit(self, data: PhaseSpaceData, validation: PhaseSpaceData | None = None) -> NCT:
-        """Fit to ``data``; validation frames are held out of it unless given separately."""
+    def fit(self, data: PhaseSpaceData, validation: PhaseSpaceData | None = None,
+            files: Sequence[str | os.PathLike] | None = None) -> NCT:
+        """Fit to ``data``; validation frames are held out of it unless given separately.
+
+        ``files`` (the trajectory and topology files the data came from, when known) join the
+        checkpoint's record of the data by path and size. Every seed of :attr:`seeds` is fitted
+        and the fit with the lowest validation NLL kept.
+        """
         if data.metadata.get("n_constrained_in_selection"):
             raise NCTInputError(
                 f"the selection holds {data.metadata['n_constrained_in_selection']} bonds that "
                 "were constrained in the simulation (HBonds), which makes the density "
                 "degenerate; select heavy atoms (--select heavy) or use unconstrained data")
-        torch.manual_seed(self.seed)
-        generator = torch.Generator().manual_seed(self.seed)
+        record = (data_fingerprint(data, validation, files) if self.checkpoint is not None
+                  else {})
+        fits = []  # (validation NLL, model, history) per seed
+        for seed, checkpoint in zip(self.seeds, self.checkpoint_paths() or
+                                    [None] * self.restarts, strict=True):
+            fingerprint = {"data": record, "settings": self.settings(seed)}
+            model, history = self._fit_seed(data, validation, seed, checkpoint, fingerprint)
+            fits.append((model.metadata["training"]["validation_nll"], model, history))
+        best = min(range(len(fits)), key=lambda k: fits[k][0])
+        _, self._model, self.history = fits[best]
+        self._model.metadata["training"]["restarts"] = {
+            "seeds": self.seeds, "validation_nll": [float(nll) for nll, _, _ in fits]}
+        return self
+
+    def _fit_seed(self, data: PhaseSpaceData, validation: PhaseSpaceData | None, seed: int,
+                  checkpoint: Path | None, fingerprint: dict
+                  ) -> tuple[NCTModel, list[dict[str, float]]]:
+        """One maximum-likelihood fit with ``seed``; the model and its per-step history."""
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
         if validation is None:
             train, val = validation_split(data, self.validation_fraction)
             val_p, val_q = data.p[val], data.q[val]
         else:
             train = np.arange(len(data))
             val_p, val_q = validation.p, validation.q
+        if len(train) < MIN_TRAIN_FRAMES:
+            raise NCTInputError(
+                f"only {len(train)} training frames ({len(data)} frames, {len(val_q)} held out "
+                f"for validation); training needs at least {MIN_TRAIN_FRAMES} training frames "
+                f"(about {frames_needed(self.validation_fraction)} frames): use a smaller "
+                "stride or more trajectories")
         model = self._initial_model(data, train)
         rank, world = distributed_rank_and_size()
         if self.batch_size % world:
@@ -281,27 +404,26 @@ class NCT:
                               if not n.startswith("latent.")]},
                   {"params": list(model.latent.parameters()), "weight_decay": 0.0}]
         trainer = Trainer(model, loss, steps=self.epochs * steps_per_epoch, lr=self.lr,
-                          param_groups=groups, weight_decay=self.weight_decay, seed=self.seed,
-                          generator=generator, checkpoint=self.checkpoint,
-                          write_checkpoints=rank == 0,
+                          param_groups=groups, weight_decay=self.weight_decay, seed=seed,
+                          generator=generator, checkpoint=checkpoint, fingerprint=fingerprint,
+                          restart=self.restart, write_checkpoints=rank == 0,
                           checkpoint_every=steps_per_epoch, progress=self.progress and rank == 0,
                           evaluate=evaluate, eval_every=steps_per_epoch, patience=self.patience,
-                          after_step=recenter_each_epoch)
-        self.history = trainer.fit()
+                          after_step=recenter_each_epoch, steps_per_epoch=steps_per_epoch)
+        history = trainer.fit()
         best = trainer.best or {"value": math.nan, "step": trainer.step}
         model.metadata["training"] = {
             "n_train_frames": int(len(train)), "n_validation_frames": int(len(val_q)),
             "epochs_run": int(math.ceil(trainer.step / steps_per_epoch)),
             "best_epoch": int(best["step"] // steps_per_epoch),
-            "validation_nll": float(best["value"]), "seed": self.seed,
-            "epoch_losses": _epoch_means(self.history, "global_loss"),
+            "validation_nll": float(best["value"]), "seed": seed,
+            "epoch_losses": _epoch_means(history, "global_loss"),
             "processes": world, "objective": self.objective,
             "hyperparameters": {"epochs": self.epochs, "batch_size": self.batch_size,
                                 "lr": self.lr, "weight_decay": self.weight_decay,
                                 "patience": self.patience},
         }
-        self._model = model
-        return self
+        return model, history
 
     def fetch_model(self) -> NCTModel:
         """An independent copy of the fitted model."""

@@ -1,4 +1,9 @@
-"""Training: objectives (:mod:`~nct_md.train.losses`) and a loop (:class:`Trainer`)."""
+"""Training: objectives (:mod:`~nct_md.train.losses`) and a loop (:class:`Trainer`).
+
+:mod:`~nct_md.train.checkpoint` makes checkpoints that know their data and settings (and locks
+them); :func:`nct_md.train.files.train_files` is ``nct-md train`` as one library call (not
+imported here: it needs :mod:`nct_md.estimator`, which needs this package).
+"""
 
 from nct_md.train.losses import (
     ConfigurationDensity,

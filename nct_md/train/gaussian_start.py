@@ -3,6 +3,10 @@
 A point-transformation flow at its identity initialisation followed by a harmonic latent is a
 Gaussian model; it is the best one when the coordinates are the data's principal axes and each
 latent frequency is the inverse standard deviation along its axis (``kT = 1``).
+
+With few frames per degree of freedom the sample covariance is singular (fewer frames than
+degrees of freedom: zero widths, an infinite starting likelihood) or its smallest widths are far
+too small; :func:`start_covariance` then shrinks it toward its diagonal.
 """
 
 from __future__ import annotations
@@ -13,6 +17,42 @@ from nct_md.flows.base import SymplecticFlow
 from nct_md.latent import HarmonicLatent
 
 Tensor = torch.Tensor
+
+#: Below this many frames per degree of freedom the start uses a shrunk covariance. On alanine
+#: dipeptide (24 heavy-atom dof) shrinkage improved the validation likelihood at 1.6 frames per
+#: dof and worsened it at 2.8; below 1 the sample covariance is singular.
+SHRINK_BELOW_FRAMES_PER_DOF = 2.0
+
+
+def shrunk_covariance(x: Tensor) -> tuple[Tensor, float]:
+    """Covariance ``(d, d)`` of frames ``x`` ``(n, d)`` shrunk toward its diagonal.
+
+    ``(1 - s) S + s diag(S)`` with the sample covariance ``S`` and the intensity ``s`` in [0, 1]
+    estimated from the data (Schaefer and Strimmer 2005, target "D": the summed variance of the
+    off-diagonal entries over their summed squares). Positive definite whenever every
+    coordinate varies. Returns the matrix and ``s``.
+    """
+    n = x.shape[0]
+    centred = x - x.mean(0)
+    cov = centred.T @ centred / (n - 1)
+    squares = centred.square()
+    # variance of each entry of S: n / (n-1)^3 sum_k (x_ki x_kj - mean_k x_ki x_kj)^2
+    entry_variance = n / (n - 1) ** 3 * (squares.T @ squares - cov.square() * (n - 1) ** 2 / n)
+    off = ~torch.eye(len(cov), dtype=torch.bool, device=cov.device)
+    intensity = float((entry_variance[off].sum() / cov[off].square().sum()).clamp(0, 1))
+    return (1 - intensity) * cov + intensity * torch.diag(torch.diagonal(cov)), intensity
+
+
+def start_covariance(x: Tensor) -> tuple[Tensor, float | None]:
+    """Covariance ``(d, d)`` of frames ``x`` ``(n, d)`` for the Gaussian start.
+
+    The sample covariance, or with fewer than :data:`SHRINK_BELOW_FRAMES_PER_DOF` frames per
+    coordinate :func:`shrunk_covariance`. Returns the matrix and the shrinkage intensity
+    (None when not shrunk).
+    """
+    if x.shape[0] >= SHRINK_BELOW_FRAMES_PER_DOF * x.shape[1]:
+        return torch.cov(x.T), None
+    return shrunk_covariance(x)
 
 
 def principal_axes(cov: Tensor) -> tuple[Tensor, Tensor]:

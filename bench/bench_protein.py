@@ -1,0 +1,121 @@
+"""A protein-sized model: training time per epoch and ``nct-md cvs`` throughput, 214 CA atoms.
+
+The data are synthetic, shaped like adenylate kinase's CA trace: a random-walk chain of 214 CA
+atoms with 0.38 nm steps plus 0.03 nm thermal noise per frame (636 internal degrees of
+freedom), 98 frames for training (fewer frames than degrees of freedom: the Gaussian start is
+shrunk toward its diagonal) and 20,000 frames of the same chain for the CV timing. The model
+has the ``nct-md train`` defaults (8 affine couplings, width 64, depth 2), trained for
+:data:`EPOCHS` epochs without early stopping after a one-epoch warm-up fit (one optimiser step
+and one validation per epoch: 79 training frames fit in one batch); ``nct-md cvs`` runs in a
+child process that times itself (imports excluded) and reports its peak resident set size, as
+in :mod:`bench.bench_cvs`. Writes ``bench/out/protein.json``.
+
+Usage: ``python -m bench.bench_protein``
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import mdtraj as md
+import numpy as np
+import torch
+
+from nct_md.estimator import NCT
+from nct_md.md.phase import load_phase_space
+
+OUT = Path(__file__).resolve().parent / "out"
+N_RESIDUES, TRAIN_FRAMES, CVS_FRAMES, EPOCHS = 214, 98, 20_000, 10
+
+
+def protein_chain(n_residues: int, seed: int = 0) -> tuple[np.ndarray, md.Topology]:
+    """CA positions ``(n_residues, 3)`` nm of a random walk with 0.38 nm steps, and a topology."""
+    rng = np.random.default_rng(seed)
+    steps = rng.normal(size=(n_residues, 3))
+    chain = np.cumsum(0.38 * steps / np.linalg.norm(steps, axis=1, keepdims=True), axis=0)
+    topology = md.Topology()
+    residues = topology.add_chain()
+    previous = None
+    for k in range(n_residues):
+        atom = topology.add_atom("CA", md.element.carbon,
+                                 topology.add_residue("ALA", residues, resSeq=k + 1))
+        if previous is not None:
+            topology.add_bond(previous, atom)
+        previous = atom
+    return chain, topology
+
+
+def write_frames(path: Path, chain: np.ndarray, topology: md.Topology, n_frames: int,
+                 seed: int, noise_nm: float = 0.03) -> None:
+    """``n_frames`` noisy copies of ``chain`` as a DCD file (written in blocks of 5,000)."""
+    rng = np.random.default_rng(seed)
+    with md.formats.DCDTrajectoryFile(str(path), "w", force_overwrite=True) as handle:
+        for start in range(0, n_frames, 5000):
+            count = min(5000, n_frames - start)
+            xyz = chain + noise_nm * rng.normal(size=(count, *chain.shape))
+            handle.write(10 * xyz.astype(np.float32))  # DCD stores angstroms
+
+
+def main() -> dict:
+    torch.set_num_threads(1)
+    folder = OUT / "protein"
+    folder.mkdir(parents=True, exist_ok=True)
+    chain, topology = protein_chain(N_RESIDUES)
+    pdb, train_dcd, cvs_dcd = folder / "ca.pdb", folder / "train.dcd", folder / "cvs.dcd"
+    md.Trajectory(chain[None].astype(np.float32), topology).save_pdb(str(pdb))
+    write_frames(train_dcd, chain, topology, TRAIN_FRAMES, seed=1)
+    if not cvs_dcd.exists():
+        write_frames(cvs_dcd, chain, topology, CVS_FRAMES, seed=2)
+    start = time.perf_counter()
+    data = load_phase_space(train_dcd, pdb, select="name CA", temperature=300.0)
+    load_s = time.perf_counter() - start
+    with warnings.catch_warnings(record=True):  # the expected few-frames warning
+        NCT(epochs=1, progress=False).fit(data)  # warm-up: torch's lazy imports, allocations
+        start = time.perf_counter()
+        estimator = NCT(n_couplings=8, hidden=64, depth=2, epochs=EPOCHS, patience=EPOCHS,
+                        progress=False).fit(data)
+        fit_s = time.perf_counter() - start
+    model = estimator.fetch_model()
+    training = model.metadata["training"]
+    model_file = folder / "model.pt"
+    model.save(model_file, overwrite=True)
+    out = folder / "cvs.npy"
+    out.unlink(missing_ok=True)
+    measured = (
+        "import resource, sys, time\n"
+        "from nct_md.cli import main\n"
+        "start = time.perf_counter()\n"
+        f"rc = main(['cvs', {str(model_file)!r}, {str(cvs_dcd)!r}, '--top', {str(pdb)!r}, "
+        f"'--out', {str(out)!r}])\n"
+        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(time.perf_counter() - start, peak)\n"
+        "sys.exit(rc)\n")
+    child = subprocess.run([sys.executable, "-c", measured], check=True, capture_output=True,
+                           text=True)
+    wall, peak_kib = map(float, child.stdout.split()[-2:])
+    cvs = np.load(out)
+    result = {
+        "atoms": N_RESIDUES, "dof": data.n_dof, "train_frames": TRAIN_FRAMES,
+        "architecture": "8 affine couplings, width 64, depth 2", "threads": 1,
+        "gaussian_start_shrinkage": model.metadata["gaussian_start_shrinkage"],
+        "load_s": round(load_s, 2), "epochs_run": training["epochs_run"],
+        "train_s_per_epoch": round(fit_s / training["epochs_run"], 3),
+        "validation_nll": round(training["validation_nll"], 2),
+        "best_epoch": training["best_epoch"],
+        "cvs_frames": CVS_FRAMES, "cvs_wall_s": round(wall, 2),
+        "cvs_frames_per_s": round(CVS_FRAMES / wall),
+        "cvs_peak_rss_mb": round(peak_kib / 1024.0, 1),
+        "cvs_finite": bool(np.isfinite(cvs).all()),
+    }
+    (OUT / "protein.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

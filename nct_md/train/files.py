@@ -1,0 +1,135 @@
+"""Training from trajectory files, as ``nct-md train`` does: load, fit, record, save.
+
+:func:`train_files` is the whole command as one library call: it checks the settings and the
+output path before any work, reads the files, fits :class:`~nct_md.estimator.NCT` (resuming
+from ``OUT.ckpt`` when it belongs to the same data and settings), records where the data came
+from, writes the model and removes the checkpoints. Under ``torchrun`` it joins the process
+group and trains data-parallel; only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from nct_md.atomic import check_output
+from nct_md.estimator import NCT, check_integer
+from nct_md.md.io import read_provenance
+from nct_md.md.phase import check_temperature, load_phase_space
+from nct_md.model import NCTModel
+
+PathLike = str | os.PathLike
+
+
+def _start_distributed(device: str) -> int:
+    """Join the torchrun process group when launched by torchrun; returns this rank."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def warn_temperature(paths: Sequence[PathLike], temperature: float | None) -> None:
+    """Warn (once) when ``temperature`` (K) differs from one the files' provenance records."""
+    if temperature is None:
+        return
+    for path in paths:
+        recorded = read_provenance(path).get("temperature")
+        if recorded is not None and not math.isclose(float(recorded), temperature):
+            warnings.warn(f"temperature {temperature:g} K differs from the {float(recorded):g} K "
+                          f"that {path} was simulated at; training uses {temperature:g} K",
+                          stacklevel=3)
+            return
+
+
+def record_files(model: NCTModel, paths: Sequence[PathLike], top: PathLike | None,
+                 out: PathLike) -> None:
+    """Store the data and topology files in ``metadata["training"]``, relative to ``out``.
+
+    Relative paths let a model moved together with its data still find them.
+    """
+    where = Path(out).resolve().parent
+    training = model.metadata["training"]
+    training["files"] = [os.path.relpath(Path(p).resolve(), where) for p in paths]
+    training["topology_file"] = os.path.relpath(Path(top).resolve(), where) if top else None
+
+
+def train_files(paths: Sequence[PathLike], out: PathLike, top: PathLike | None = None,
+                select: str = "heavy", temperature: float | None = None, stride: int = 1,
+                overwrite: bool = False, restart: bool = False, verbose: bool = True,
+                **settings) -> NCTModel | None:
+    """Fit a model to trajectory files and save it to ``out``.
+
+    Parameters
+    ----------
+    paths : sequence of paths
+        Trajectory files (any mdtraj format), one trajectory each.
+    out : path
+        Model file to write; the checkpoint is ``OUT.ckpt`` (``OUT.seedS.ckpt`` per seed with
+        ``restarts > 1``), locked by ``OUT.ckpt.lock`` while training and removed at the end.
+    top : path, optional
+        Topology file (optional for formats that carry one).
+    select : str
+        Atom selection (see :func:`nct_md.md.io.resolve_selection`).
+    temperature : float, optional
+        Data temperature in K; default the one ``nct-md simulate`` stored in the files. A
+        value that differs from the stored one gives a warning.
+    stride : int
+        Use every ``stride``-th frame.
+    overwrite : bool
+        Replace an existing ``out``.
+    restart : bool
+        Delete an existing checkpoint and start fresh (otherwise it is resumed when it belongs
+        to the same data and settings, and refused when not).
+    verbose : bool
+        Print summaries of the data and of the fit (stdout) and show training progress.
+    **settings
+        Keyword arguments of :class:`~nct_md.estimator.NCT` (``n_couplings``, ``epochs``,
+        ``lr``, ``seed``, ``restarts``, ...).
+
+    Returns
+    -------
+    NCTModel or None
+        The saved model (None in the non-writing processes of a torchrun run).
+    """
+    check_integer("stride", stride)
+    if temperature is not None:
+        check_temperature(temperature)
+    out = Path(out)
+    estimator = NCT(**settings, checkpoint=out.with_name(out.name + ".ckpt"), restart=restart,
+                    progress=verbose)
+    check_output(out, overwrite)
+    rank = _start_distributed(str(estimator.device))
+    warn_temperature(paths, temperature)
+    data = load_phase_space(paths, top, select=select, temperature=temperature, stride=stride)
+    if rank == 0 and verbose:
+        print(f"{len(data)} frames in {data.n_traj} trajectories, {data.n_atoms} atoms "
+              f"({select}), {data.n_dof} internal degrees of freedom, "
+              f"momenta from {data.metadata['momenta']}, T = {data.temperature} K", flush=True)
+    estimator.fit(data, files=[*paths, *([top] if top is not None else [])])
+    if rank != 0:
+        return None
+    model = estimator.fetch_model()
+    record_files(model, paths, top, out)
+    model.save(out, overwrite=overwrite)
+    for checkpoint in estimator.checkpoint_paths():
+        checkpoint.unlink(missing_ok=True)
+    if verbose:
+        _print_summary(model, out)
+    return model
+
+
+def _print_summary(model: NCTModel, out: Path) -> None:
+    """Validation NLL of each seed (with restarts), slowest frequencies, the best fit."""
+    training = model.metadata["training"]
+    restarts = training["restarts"]
+    if len(restarts["seeds"]) > 1:
+        for seed, nll in zip(restarts["seeds"], restarts["validation_nll"], strict=True):
+            print(f"seed {seed}: validation NLL {nll:.3f} nats/frame")
+    print("slowest frequencies (1/ps): " + ", ".join(f"{x:.3g}" for x in model.frequencies[:6]))
+    print(f"validation NLL {training['validation_nll']:.3f} nats/frame "
+          f"(best epoch {training['best_epoch']}); wrote {out}")
