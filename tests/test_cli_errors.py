@@ -197,3 +197,27 @@ def test_sigterm_and_ctrl_c_leave_nothing(tmp_path):
         lines = [ln for ln in err.splitlines() if ln.startswith("nct-md")]
         assert len(lines) == 1 and "Traceback" not in err, err
         assert list(folder.iterdir()) == []
+
+
+def test_every_command_refuses_broken_trajectories(bad_files, small_model_file, tmp_path,
+                                                   capsys):
+    """interpolate and sample (reference trajectories) read through the same checked readers;
+    an all-atom model given a reference of another molecule is refused before sampling."""
+    out = tmp_path / "out"
+    out.mkdir()
+    unconstrained = sorted((Path(__file__).resolve().parent.parent / "data" /
+                            "alanine-dipeptide-300K-unconstrained").glob("*.h5"))[0]
+    model = tmp_path / "all-atom.pt"
+    assert main(["train", str(unconstrained), "--select", "all", "--stride", "10", "--epochs",
+                 "1", "--couplings", "1", "--hidden", "8", "--objective", "configuration",
+                 "--out", str(model)]) == 0
+    capsys.readouterr()
+    for name in ("empty.h5", "truncated.h5", "corrupt.h5"):
+        path = str(bad_files / name)
+        fails_cleanly(["interpolate", str(small_model_file), "--traj", path, "--from-frame",
+                       "0", "--to-frame", "1", "--out", str(out / "p.pdb")], out, capsys, name)
+        fails_cleanly(["sample", str(model), "--n", "10", "--reference", path, "--out",
+                       str(out / "s.pdb")], out, capsys, name)
+    fails_cleanly(["sample", str(model), "--n", "10", "--reference",
+                   str(bad_files / "other-molecule.h5"), "--out", str(out / "s.pdb")], out,
+                  capsys, "topology")

@@ -1,10 +1,18 @@
-"""The OpenMM energy bridge agrees with OpenMM, differentiates to -F/kT and shuts down cleanly."""
+"""The OpenMM energy bridge agrees with OpenMM, differentiates to -F/kT and shuts down cleanly.
+
+Its workers are fresh interpreters (``python -m nct_md.generate._worker``): scripts without a
+main guard, and code piped to ``python -``, run once and exit; workers die with their parent.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import mdtraj as md
@@ -137,3 +145,104 @@ def test_script_with_two_workers_exits_by_itself(tmp_path):
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert "ok True" in done.stdout
+
+
+#: a script with no main guard: 3 particles, two harmonic bonds (k = 1000 kJ/mol/nm^2, r0 = 0.1
+#: nm), energies of 6 frames by 2 workers printed as JSON; every run of its body is logged
+NO_GUARD = """
+import json, os
+import numpy as np
+import openmm
+from nct_md.generate import OpenMMEnergy
+
+with open({log!r}, "a") as log:
+    log.write(f"{{os.getpid()}}\\n")
+system = openmm.System()
+bonds = openmm.HarmonicBondForce()
+for i in range(3):
+    system.addParticle(12.0)
+bonds.addBond(0, 1, 0.1, 1000.0)
+bonds.addBond(1, 2, 0.1, 1000.0)
+system.addForce(bonds)
+energy = OpenMMEnergy(system, 300.0, n_workers=2)
+xyz = np.random.default_rng(0).normal(scale=0.1, size=(6, 3, 3))
+e, f = energy.evaluate(xyz)
+print(json.dumps({{"xyz": xyz.tolist(), "e": e.tolist(), "f": f.tolist(),
+                  "workers": [w.process.pid for w in energy._workers]}}))
+"""
+
+
+def harmonic_reference(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Energies (kJ/mol) and forces (kJ/mol/nm) of NO_GUARD's two bonds, by hand."""
+    energies, forces = np.zeros(len(xyz)), np.zeros_like(xyz)
+    for i, j in ((0, 1), (1, 2)):
+        d = xyz[:, j] - xyz[:, i]
+        r = np.linalg.norm(d, axis=1)
+        energies += 0.5 * 1000.0 * (r - 0.1) ** 2
+        pull = (1000.0 * (r - 0.1) / r)[:, None] * d  # force on i, towards j when stretched
+        forces[:, i] += pull
+        forces[:, j] -= pull
+    return energies, forces
+
+
+def is_running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (Linux /proc)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.parametrize("how", ["file", "stdin"])
+def test_script_without_main_guard_runs_once_with_two_workers(tmp_path, how):
+    log = tmp_path / "runs.log"
+    script = tmp_path / "no_guard.py"
+    script.write_text(NO_GUARD.format(log=str(log)))
+    if how == "file":
+        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                              timeout=120, cwd=tmp_path)
+    else:
+        done = subprocess.run([sys.executable, "-"], input=script.read_text(),
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "EOFError" not in done.stderr
+    out = json.loads(done.stdout)
+    ref_e, ref_f = harmonic_reference(np.array(out["xyz"]))
+    assert np.allclose(out["e"], ref_e, rtol=1e-10, atol=1e-10)
+    assert np.allclose(out["f"], ref_f, rtol=1e-10, atol=1e-8)
+    assert len(log.read_text().split()) == 1  # the workers did not run the script again
+    assert len(out["workers"]) == 2 and not any(map(is_running, out["workers"]))
+
+
+def test_workers_exit_when_the_parent_is_killed(tmp_path):
+    script = textwrap.dedent(f"""
+        from nct_md.generate import OpenMMEnergy
+        energy = OpenMMEnergy.from_pdb({str(PDB)!r}, 300.0, n_workers=2)
+        print(*[w.process.pid for w in energy._workers], flush=True)
+        import time
+        time.sleep(120)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(workers) == 2 and all(map(is_running, workers))
+    finally:
+        parent.send_signal(signal.SIGKILL)  # no atexit, no close(): only the pipes end
+        parent.wait(timeout=10)
+        parent.stdout.close()
+    deadline = time.monotonic() + 10
+    while any(map(is_running, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(map(is_running, workers))
+
+
+def test_worker_that_cannot_start_fails_in_one_line(tmp_path, monkeypatch):
+    with pytest.raises(NCTInputError, match="could not create a Context on 'NoSuchPlatform'"):
+        OpenMMEnergy.from_pdb(PDB, 300.0, n_workers=2, platform="NoSuchPlatform")
+    # a worker whose interpreter cannot even import OpenMM (here a broken one on its path)
+    (tmp_path / "openmm.py").write_text("raise ImportError('broken on purpose')\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    with pytest.raises(RuntimeError, match=r"OpenMM worker process \d+ stopped answering "
+                                           r"\(exit code 1\)") as error:
+        OpenMMEnergy.from_pdb(PDB, 300.0, n_workers=2)
+    assert "\n" not in str(error.value)

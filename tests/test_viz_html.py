@@ -1,9 +1,11 @@
 """Self-contained HTML animation (nct_md.viz.html, nct_md.viz.ngl), checked in headless Chromium.
 
-The browser test needs Chromium (Debian: ``apt-get install -y chromium chromium-driver``) and
-skips, saying so, where it is missing. It drives Chromium through the DevTools protocol over a
-pipe (``--remote-debugging-pipe``: JSON messages ending in NUL on file descriptors 3 and 4), so
-it needs no Python package beyond the standard library.
+The browser test needs Chromium (Debian: ``apt-get install -y chromium``, or ``make browser``)
+and skips, saying so, where it is missing. It drives Chromium through the DevTools protocol over
+a pipe (``--remote-debugging-pipe``: JSON messages ending in NUL on file descriptors 3 and 4) and
+reads Chromium's net log (``--log-net-log``), so it needs no Python package beyond the standard
+library. That the page makes no network request is observed there; the search of the page's
+text for ``http(s)://`` below is a secondary, static check.
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--window-size=640,640",
          "--remote-debugging-pipe")
+#: the network, blocked: no host name resolves, and proxied requests go to a closed local port
+OFFLINE = ("--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9")
+#: the one remote URL of the control page (a reserved domain, and never reached: see OFFLINE)
+PROBE = "http://nct-md-probe.example.org/probe.png"
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +105,8 @@ def test_make_inline_safe_leaves_no_url_or_html_breaker():
     assert safe.replace("\\/", "/").replace("\\x3C", "<") == js
 
 
-def test_page_has_no_url_and_loads_nothing(traj):
+def test_page_has_no_url_and_no_external_reference(traj):
+    """Static, secondary check of the text (the browser test observes the requests)."""
     page = html_page(traj, title="C7eq <to> alphaR")
     assert not URL.search(page)
     markup = re.sub(r"<script>.*?</script>", "", page, flags=re.DOTALL)
@@ -128,11 +135,11 @@ def test_page_rejects_bad_input(traj, tmp_path):
 class DevTools:
     """Chromium driven over ``--remote-debugging-pipe`` (one page, flat sessions)."""
 
-    def __init__(self, executable: str, profile: Path):
+    def __init__(self, executable: str, profile: Path, *flags: str):
         child_in, self._out = os.pipe()
         self._in, child_out = os.pipe()
         command = [sys.executable, "-c", LAUNCH, str(child_in), str(child_out), executable,
-                   *FLAGS, f"--user-data-dir={profile}", "about:blank"]
+                   *FLAGS, *flags, f"--user-data-dir={profile}", "about:blank"]
         self.process = subprocess.Popen(command, pass_fds=(child_in, child_out),
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(child_in)
@@ -180,6 +187,13 @@ class DevTools:
                     return message
             self._events.append(self._message(max(0.0, deadline - time.monotonic())))
 
+    def requests(self) -> list[str]:
+        """URLs of the page's requests so far (``Network.requestWillBeSent``; needs
+        ``Network.enable``), less data: and blob: URLs, which never leave the browser."""
+        return [event["params"]["request"]["url"] for event in self._events
+                if event.get("method") == "Network.requestWillBeSent"
+                and not event["params"]["request"]["url"].startswith(("data:", "blob:"))]
+
     def evaluate(self, expression: str):
         result = self.page("Runtime.evaluate", expression=expression, awaitPromise=True,
                            returnByValue=True)
@@ -203,15 +217,14 @@ class DevTools:
             os.close(self._out)
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+@pytest.fixture
+def chromium() -> str:
+    """The Chromium executable; skips the test, saying how to install it, where it is missing."""
     executable = next(filter(None, map(shutil.which, ("chromium", "chromium-browser"))), None)
     if executable is None:
-        pytest.skip("Chromium is not installed (Debian: apt-get install -y chromium "
-                    "chromium-driver)")
-    devtools = DevTools(executable, tmp_path_factory.mktemp("chromium-profile"))
-    yield devtools
-    devtools.close()
+        pytest.skip("Chromium is not installed (Debian: apt-get install -y chromium, or "
+                    "`make browser`); the offline HTML page is then not checked in a browser")
+    return executable
 
 
 def screenshot_when(browser: DevTools, clip: dict, condition, timeout: float = 15.0
@@ -232,34 +245,88 @@ def non_background(image: np.ndarray) -> float:
     return float((np.abs(image - background).max(-1) > 0.05).mean())
 
 
-def test_page_draws_and_plays_in_chromium(browser, traj, tmp_path):
+def page_requests(net_log: Path) -> list[str]:
+    """URLs of the requests that Chromium's network stack started on behalf of a web page.
+
+    Every URL request of the whole browser is logged as ``URL_REQUEST_START_JOB``; those that a
+    page (or its workers) made carry the page's origin as ``initiator`` (``"null"`` for a file:
+    page), those of Chromium's own services (updates, time, sign-in) ``"not an origin"``.
+    file:, data: and blob: URLs never reach the network stack, so they are not in the log.
+    """
+    log = json.loads(net_log.read_text())
+    start = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
+    jobs = [event["params"] for event in log["events"] if event["type"] == start]
+    return [job["url"] for job in jobs if job.get("initiator", "not an origin") != "not an origin"]
+
+
+def test_page_draws_and_plays_offline_in_chromium(chromium, traj, tmp_path):
+    """What the browser proves about the page ``write_html`` makes.
+
+    Chromium runs headless with the network blocked (every host name resolves to nothing and
+    every proxied request goes to a closed local port), loads the page from a file: URL and:
+
+    - DevTools' Network domain reports exactly one request by the page, its own file: URL
+      (data: and blob: URLs, which never leave the browser, would not count);
+    - Chromium's net log, which records every URL request of the whole browser, holds no
+      request made on behalf of the page (only Chromium's own background services, which the
+      network block stops);
+    - NGL draws the molecule: at least 1 % of the viewer's pixels differ from the background;
+    - Play advances the frame counter (``window.nctViewer.frame()`` and the slider) and changes
+      the pixels, and Pause stops it;
+    - ``make_inline_safe``'s escapes read back as the original text in JavaScript.
+
+    A control page with one remote image, loaded afterwards in the same browser, shows up in
+    both observers, so "no request" is something they would have seen.
+    """
+    started = time.monotonic()
     page = write_html(traj, tmp_path / "path.html", autoplay=False, fps=10)
-    browser.page("Page.enable")
-    browser.page("Page.navigate", url=page.resolve().as_uri())
-    browser.wait_for("Page.loadEventFired")
-    browser.evaluate("window.nctViewer.ready.then(() => true)")
-    rect = browser.evaluate("(() => { const r = document.getElementById('viewport')"
-                            ".getBoundingClientRect(); return {x: r.x, y: r.y, width: r.width,"
-                            " height: r.height}; })()")
-    loaded = screenshot_when(browser, rect, lambda image: non_background(image) >= 0.01)
-    drawn = non_background(loaded)
-    assert browser.evaluate("window.nctViewer.frame()") == 0
-    browser.evaluate("document.getElementById('play').click()")
-    time.sleep(1.0)
-    browser.evaluate("document.getElementById('play').click()")  # pause
-    frame = browser.evaluate("window.nctViewer.frame()")
+    control = tmp_path / "control.html"
+    control.write_text(f'<img src="{PROBE}">')
+    net_log = tmp_path / "net-log.json"
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    browser = DevTools(chromium, profile, f"--log-net-log={net_log}", *OFFLINE)
+    try:
+        browser.page("Network.enable")
+        browser.page("Page.enable")
+        browser.page("Page.navigate", url=page.resolve().as_uri())
+        browser.wait_for("Page.loadEventFired")
+        browser.evaluate("window.nctViewer.ready.then(() => true)")
+        rect = browser.evaluate("(() => { const r = document.getElementById('viewport')"
+                                ".getBoundingClientRect(); return {x: r.x, y: r.y, "
+                                "width: r.width, height: r.height}; })()")
+        loaded = screenshot_when(browser, rect, lambda image: non_background(image) >= 0.01)
+        drawn = non_background(loaded)
+        first_frame = browser.evaluate("window.nctViewer.frame()")
+        browser.evaluate("document.getElementById('play').click()")
+        time.sleep(1.0)
+        browser.evaluate("document.getElementById('play').click()")  # pause
+        frame = browser.evaluate("window.nctViewer.frame()")
+        slider = browser.evaluate("document.getElementById('slider').value")
+        time.sleep(0.3)
+        paused_frame = browser.evaluate("window.nctViewer.frame()")
 
-    def pixels_changed(image: np.ndarray) -> float:
-        return float((np.abs(image - loaded).max(-1) > 0.05).mean())
+        def pixels_changed(image: np.ndarray) -> float:
+            return float((np.abs(image - loaded).max(-1) > 0.05).mean())
 
-    played = screenshot_when(browser, rect, lambda image: pixels_changed(image) > 0.001)
-    print(f"drawn {drawn:.4f} of the viewer's pixels; after 1 s of play frame {frame}, "
-          f"{pixels_changed(played):.4f} of the pixels changed")
+        played = screenshot_when(browser, rect, lambda image: pixels_changed(image) > 0.001)
+        original = 'x = ["https://a.org/b", `http://c`, /<!--(.*)-->/.exec("<!--d-->")[1]]; "</s"'
+        escapes = browser.evaluate(make_inline_safe(original) + "; x")
+        seen_by_page = browser.requests()
+        browser.page("Page.navigate", url=control.resolve().as_uri())
+        browser.wait_for("Page.loadEventFired")
+        seen_by_control = browser.requests()[len(seen_by_page):]
+    finally:
+        browser.close()
+    logged = page_requests(net_log)
+    print(f"page requests seen by DevTools: {seen_by_page}; by the net log: "
+          f"{[url for url in logged if url != PROBE]} (control: {logged.count(PROBE)}); "
+          f"drawn {drawn:.4f} of the viewer's pixels; after 1 s of play frame {frame}, "
+          f"{pixels_changed(played):.4f} of the pixels changed; {time.monotonic() - started:.1f} s")
+    assert seen_by_page == [page.resolve().as_uri()]
+    assert logged == [PROBE]  # the control's image, and nothing from the page
+    assert seen_by_control == [control.resolve().as_uri(), PROBE]
     assert drawn >= 0.01
-    assert frame > 0 and browser.evaluate("document.getElementById('slider').value") == str(frame)
-    assert browser.evaluate("window.nctViewer.frame()") == frame  # paused
+    assert first_frame == 0 and frame > 0 and slider == str(frame) and paused_frame == frame
     assert pixels_changed(played) > 0.001
-    # the escapes of make_inline_safe read back as the original text in JavaScript
-    original = 'x = ["https://a.org/b", `http://c`, /<!--(.*)-->/.exec("<!--d-->")[1]]; "</s"'
-    assert browser.evaluate(make_inline_safe(original) + "; x") == ["https://a.org/b",
-                                                                       "http://c", "d"]
+    assert escapes == ["https://a.org/b", "http://c", "d"]

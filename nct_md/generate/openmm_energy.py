@@ -13,9 +13,11 @@ reduced energies above the cutoff ``c`` are log-clipped, ``c + ln(1 + u - c)`` (
 by ``1 / (1 + u - c)``), and non-finite ones are replaced by ``c + NONFINITE_EXCESS`` with zero
 force, so that training survives bad samples; without it values are returned as they are.
 
-Workers are started with the "spawn" method (never fork a process that holds torch threads),
-are daemons, and are shut down by :meth:`OpenMMEnergy.close`, by the context manager, or at
-interpreter exit, so scripts using it exit by themselves.
+Workers are fresh interpreters running :mod:`nct_md.generate._worker` (never a fork of a process
+that holds torch threads, and never a re-run of the user's ``__main__``: scripts without an
+``if __name__ == "__main__":`` guard, code piped to ``python -``, and notebooks all work). They are
+shut down by :meth:`OpenMMEnergy.close`, by the context manager, or at interpreter exit, and they
+exit by themselves when the parent dies (their stdin ends), so no worker outlives its parent.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from __future__ import annotations
 import atexit
 import logging
 import math
-import multiprocessing as mp
 import os
 import weakref
 from dataclasses import dataclass
@@ -42,8 +43,6 @@ log = logging.getLogger(__name__)
 
 #: excess (in kT, after log-clipping) given to frames whose energy is not finite
 NONFINITE_EXCESS = math.log1p(1e30)
-#: seconds to wait for a worker to start, and for one batch, before declaring it dead
-_POLL_S = 1.0
 _live: weakref.WeakSet = weakref.WeakSet()
 
 
@@ -180,7 +179,7 @@ class OpenMMEnergy:
         properties = dict(platform_properties or ({"Threads": "1"} if platform == "CPU" else {}))
         xml = openmm.XmlSerializer.serialize(system)
         self._context = None
-        self._workers: list[tuple[mp.Process, object]] = []
+        self._workers: list[_worker.WorkerProcess] = []
         if n_workers == 0:
             try:
                 self._context = _worker.make_context(xml, platform, properties)
@@ -205,28 +204,20 @@ class OpenMMEnergy:
         return cls(system_from_xml(path), temperature, **kwargs)
 
     def _start_workers(self, n: int, xml: str, platform: str, properties: dict) -> None:
-        spawn = mp.get_context("spawn")
-        for _ in range(n):
-            parent, child = spawn.Pipe()
-            process = spawn.Process(target=_worker.serve, args=(child, xml, platform, properties),
-                                    daemon=True, name="nct-md-openmm-worker")
-            process.start()
-            child.close()
-            self._workers.append((process, parent))
-        for process, conn in self._workers:
-            status, detail = self._receive(process, conn)
-            if status != "ready":
-                self.close()
-                raise NCTInputError(f"OpenMM worker could not create a Context on "
-                                    f"'{platform}': {detail}")
-
-    @staticmethod
-    def _receive(process: mp.Process, conn):
-        while not conn.poll(_POLL_S):
-            if not process.is_alive():
-                raise RuntimeError(f"OpenMM worker {process.pid} died (exit code "
-                                   f"{process.exitcode}); see its stderr")
-        return conn.recv()
+        """Start ``n`` workers (in parallel) and wait until each holds a Context."""
+        self._workers = [_worker.WorkerProcess() for _ in range(n)]
+        try:
+            for worker in self._workers:
+                worker.send((xml, platform, properties))
+            replies = [worker.receive() for worker in self._workers]
+        except RuntimeError:
+            self.close()
+            raise
+        errors = [detail for status, detail in replies if status != "ready"]
+        if errors:
+            self.close()
+            raise NCTInputError(f"OpenMM worker could not create a Context on '{platform}': "
+                                f"{errors[0]}")
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -236,17 +227,10 @@ class OpenMMEnergy:
     def close(self) -> None:
         """Stop the workers (idempotent); the object cannot evaluate afterwards."""
         workers, self._workers = self._workers, []
-        for _, conn in workers:
-            try:
-                conn.send(None)
-            except (OSError, ValueError):
-                pass
-        for process, conn in workers:
-            process.join(timeout=5)
-            if process.is_alive():
-                process.terminate()
-                process.join(timeout=5)
-            conn.close()
+        for worker in workers:
+            worker.stop()
+        for worker in workers:
+            worker.join()
         self._context = None
         _live.discard(self)
 
@@ -284,10 +268,14 @@ class OpenMMEnergy:
         if not self._workers:
             raise RuntimeError("this OpenMMEnergy is closed")
         chunks = [c for c in np.array_split(xyz, self.n_workers) if len(c)]
-        for (_, conn), chunk in zip(self._workers, chunks, strict=False):
-            conn.send(chunk)
-        results = [self._receive(process, conn)
-                   for (process, conn), _ in zip(self._workers, chunks, strict=False)]
+        busy = self._workers[:len(chunks)]
+        try:
+            for worker, chunk in zip(busy, chunks, strict=True):
+                worker.send(chunk)
+            results = [worker.receive() for worker in busy]
+        except BaseException:  # a dead worker, or Ctrl-C: replies would now come out of step
+            self.close()
+            raise
         return (np.concatenate([r[0] for r in results]),
                 np.concatenate([r[1] for r in results]))
 

@@ -1,9 +1,10 @@
 """A single self-contained HTML page that animates conformations, entirely offline.
 
 The page inlines NGL (see :mod:`nct_md.viz.ngl`) and the frames as a multi-model PDB string;
-it loads nothing from anywhere and holds no ``http(s)://`` text. Controls: play/pause and a
-frame slider. ``window.nctViewer`` exposes ``ready`` (a promise), ``play()``, ``pause()``,
-``show(i)`` and ``frame()`` for scripting and tests.
+it loads nothing from anywhere and holds no ``http(s)://`` text (the tests load it in headless
+Chromium with the network blocked and observe no request but the page's own file: URL).
+Controls: play/pause and a frame slider. ``window.nctViewer`` exposes ``ready`` (a promise),
+``play()``, ``pause()``, ``show(i)`` and ``frame()`` for scripting and tests.
 """
 
 from __future__ import annotations
