@@ -28,26 +28,10 @@ import torch
 
 from nct_md.estimator import NCT
 from nct_md.md.phase import load_phase_space
+from nct_md.systems.ca_chain import ca_chain, noisy_frames
 
 OUT = Path(__file__).resolve().parent / "out"
 N_RESIDUES, TRAIN_FRAMES, CVS_FRAMES, EPOCHS = 214, 98, 20_000, 10
-
-
-def protein_chain(n_residues: int, seed: int = 0) -> tuple[np.ndarray, md.Topology]:
-    """CA positions ``(n_residues, 3)`` nm of a random walk with 0.38 nm steps, and a topology."""
-    rng = np.random.default_rng(seed)
-    steps = rng.normal(size=(n_residues, 3))
-    chain = np.cumsum(0.38 * steps / np.linalg.norm(steps, axis=1, keepdims=True), axis=0)
-    topology = md.Topology()
-    residues = topology.add_chain()
-    previous = None
-    for k in range(n_residues):
-        atom = topology.add_atom("CA", md.element.carbon,
-                                 topology.add_residue("ALA", residues, resSeq=k + 1))
-        if previous is not None:
-            topology.add_bond(previous, atom)
-        previous = atom
-    return chain, topology
 
 
 def write_frames(path: Path, chain: np.ndarray, topology: md.Topology, n_frames: int,
@@ -57,15 +41,14 @@ def write_frames(path: Path, chain: np.ndarray, topology: md.Topology, n_frames:
     with md.formats.DCDTrajectoryFile(str(path), "w", force_overwrite=True) as handle:
         for start in range(0, n_frames, 5000):
             count = min(5000, n_frames - start)
-            xyz = chain + noise_nm * rng.normal(size=(count, *chain.shape))
-            handle.write(10 * xyz.astype(np.float32))  # DCD stores angstroms
+            handle.write(10 * noisy_frames(chain, count, rng, noise_nm))  # DCD: angstroms
 
 
 def main() -> dict:
     torch.set_num_threads(1)
     folder = OUT / "protein"
     folder.mkdir(parents=True, exist_ok=True)
-    chain, topology = protein_chain(N_RESIDUES)
+    chain, topology = ca_chain(N_RESIDUES)
     pdb, train_dcd, cvs_dcd = folder / "ca.pdb", folder / "train.dcd", folder / "cvs.dcd"
     md.Trajectory(chain[None].astype(np.float32), topology).save_pdb(str(pdb))
     write_frames(train_dcd, chain, topology, TRAIN_FRAMES, seed=1)

@@ -21,6 +21,7 @@ import torch
 from nct_md.cli import main
 from nct_md.errors import NCTInputError
 from nct_md.model import NCTModel
+from nct_md.systems.ca_chain import ca_chain, noisy_frames
 from nct_md.train import Trainer
 
 #: a small, quick run: 200 frames (160 for training), 2 steps per epoch
@@ -178,20 +179,9 @@ def write_protein(folder: Path, n_residues: int, n_frames: int, seed: int = 0) -
 
     Written as a PDB topology and a DCD trajectory; returns the CLI arguments naming them.
     """
-    rng = np.random.default_rng(seed)
-    steps = rng.normal(size=(n_residues, 3))
-    chain = np.cumsum(0.38 * steps / np.linalg.norm(steps, axis=1, keepdims=True), axis=0)
-    topology = md.Topology()
-    residues = topology.add_chain()
-    previous = None
-    for k in range(n_residues):
-        atom = topology.add_atom("CA", md.element.carbon,
-                                 topology.add_residue("ALA", residues, resSeq=k + 1))
-        if previous is not None:
-            topology.add_bond(previous, atom)
-        previous = atom
-    xyz = chain + 0.03 * rng.normal(size=(n_frames, n_residues, 3))
-    traj = md.Trajectory(xyz.astype(np.float32), topology)
+    chain, topology = ca_chain(n_residues, seed)
+    xyz = noisy_frames(chain, n_frames, np.random.default_rng(seed))
+    traj = md.Trajectory(xyz, topology)
     traj[0].save_pdb(str(folder / "protein.pdb"))
     traj.save_dcd(str(folder / "protein.dcd"))
     return [str(folder / "protein.dcd"), "--top", str(folder / "protein.pdb"),
