@@ -99,7 +99,7 @@ def _blocks(features: Features, block: int) -> tuple[Features, Features]:
 def build_report(model: NCTModel, test: list[md.Trajectory],
                  train: list[md.Trajectory] | None = None, lag_ps: float = 10.0,
                  k_max: int = 4) -> tuple[dict, Features]:
-    """Compute the ``report.json`` content (DESIGN.md contract) and the held-out features."""
+    """Compute the ``report.json`` content (contract in the README) and held-out features."""
     if not test:
         raise NCTInputError("no trajectories to report on")
     k_max = min(k_max, model.preprocessing.n_dof)

@@ -39,11 +39,7 @@ formats (PDB, GRO, ...) are read whole and then cut into chunks.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import struct
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -53,6 +49,7 @@ import tables
 from mdtraj.formats.registry import FormatRegistry
 
 from nct_md.errors import NCTInputError
+from nct_md.md.formats import dcd_header, quiet_open
 from nct_md.md.pbc import Wholeness
 
 PathLike = str | Path
@@ -78,8 +75,6 @@ _TOPOLOGY_EXTS = {".pdb", ".pdb.gz", ".h5", ".hdf5", ".lh5", ".prmtop", ".parm7"
                   ".hoomdxml", ".arc", ".gsd"}
 #: formats whose frames carry no time
 _NO_TIMES = {".xyz", ".xyz.gz", ".mdcrd", ".crd", ".pdb", ".pdb.gz"}
-#: the AKMA time unit of DCD headers, in ps
-_AKMA_PS = 0.04888821
 #: what mdtraj's and PyTables' readers raise on truncated or corrupt files
 _READ_ERRORS = (OSError, ValueError, RuntimeError, EOFError, KeyError, IndexError, AttributeError)
 #: Name of the HDF5 root attribute that holds ``nct-md simulate`` settings as JSON.
@@ -220,45 +215,6 @@ def resolve_selection(topology: md.Topology, select: str | Sequence[int] | np.nd
     return indices
 
 
-@contextlib.contextmanager
-def _quiet_stdout() -> Iterator[None]:
-    """Silence C-level writes to stdout (mdtraj's DCD plugin prints a line per file opened)."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    with open(os.devnull, "wb") as null:
-        os.dup2(null.fileno(), 1)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-def _open(path: Path, **kwargs) -> contextlib.AbstractContextManager:
-    """``mdtraj.open`` without the DCD plugin's chatter on stdout."""
-    with _quiet_stdout():
-        return md.open(str(path), **kwargs)
-
-
-def _dcd_header(path: Path) -> tuple[int, tuple[float, float] | None]:
-    """Frames announced by a CHARMM/OpenMM DCD header (0 if unknown) and
-    ``(time of frame 0, frame spacing)`` in ps, or None where the header holds no time step.
-
-    mdtraj writes a time step of exactly 1 AKMA unit when it does not know one; that counts as
-    no time step.
-    """
-    with open(path, "rb") as handle:
-        head = handle.read(48)
-    if len(head) < 48 or head[4:8] != b"CORD":
-        return 0, None
-    _, _, n_frames, first_step, interval = struct.unpack("<i4s3i", head[:20])
-    (delta,) = struct.unpack("<f", head[44:48])
-    if not (np.isfinite(delta) and delta > 0 and delta != 1.0 and interval > 0):
-        return max(n_frames, 0), None
-    step_ps = float(delta) * _AKMA_PS
-    return max(n_frames, 0), (first_step * step_ps, interval * step_ps)
-
-
 def _n_atoms_in_file(path: Path, ext: str) -> int | None:
     """Number of atoms stored in a trajectory file, or None if the reader cannot tell cheaply."""
     if ext in _HDF5:
@@ -268,7 +224,7 @@ def _n_atoms_in_file(path: Path, ext: str) -> int | None:
                                     "output")
             return int(handle.root.coordinates.shape[1])
     if ext in _STREAMED and ext not in {".mdcrd", ".crd"}:
-        with _open(path) as handle:
+        with quiet_open(path) as handle:
             first = handle.read(n_frames=1)
             shape = np.shape(first[0] if isinstance(first, tuple) else first)
             del first  # NetCDF arrays map the file: release them before it closes
@@ -292,7 +248,7 @@ def _raw_chunks(path: Path, ext: str, topology: md.Topology, atoms: np.ndarray |
                 yield traj, frames.velocities
     elif ext in _STREAMED:
         kwargs = {"n_atoms": topology.n_atoms} if ext in {".mdcrd", ".crd"} else {}
-        with _open(path, **kwargs) as handle:
+        with quiet_open(path, **kwargs) as handle:
             while True:
                 traj = handle.read_as_traj(topology, n_frames=chunk, stride=stride,
                                            atom_indices=atoms)
@@ -326,7 +282,7 @@ def _iter_file(path: PathLike, topology: md.Topology, atoms: np.ndarray, selecti
     ext = _check_file(path)
     read_atoms = None if atoms.size == topology.n_atoms else atoms
     n_frames = 0
-    announced, dcd_clock = _dcd_header(path) if ext == ".dcd" else (0, None)
+    announced, dcd_clock = dcd_header(path) if ext == ".dcd" else (0, None)
     clock = ((0.0, float(dt_ps)) if dt_ps is not None else
              (dcd_clock or (np.nan, np.nan)) if ext == ".dcd" else
              (np.nan, np.nan) if ext in _NO_TIMES else None)

@@ -1,4 +1,4 @@
-"""Phase-space data from MD frames: superposition, rigid-body removal, momenta (DESIGN.md 2).
+"""Phase-space data from MD frames: superposition, rigid-body removal, momenta.
 
 Public API
 ----------
