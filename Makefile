@@ -17,7 +17,7 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/nct-md demo --out demo-output
+	$(BIN)/nct-md demo --data data --out demo-output
 
 test: $(STAMP) browser
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not slow" tests
@@ -30,10 +30,10 @@ browser:
 	  || echo "chromium is not installed: the browser test will be skipped"
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m slow tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check nct_md tests bench
+	$(BIN)/ruff check nct_md tests bench tutorials
 
 bench: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m bench.run

@@ -60,7 +60,7 @@ def frames(model: NCTModel, n: int = 1000) -> np.ndarray:
 
 def in_package(model: NCTModel, xyz: np.ndarray) -> np.ndarray:
     with torch.no_grad():
-        return model.cvs(model.positions_from_xyz(xyz), 2).double().numpy()
+        return model.cvs(model.preprocessing.superpose(xyz), 2).double().numpy()
 
 
 def fd_gradients(model64: NCTModel, xyz: np.ndarray) -> np.ndarray:
@@ -193,7 +193,7 @@ def size_sweep(model: NCTModel, exe: Path | None, workdir: Path, xyz: np.ndarray
         torch.manual_seed(0)
         for parameter in flow.parameters():
             parameter.data.normal_(0, 0.05)
-        other = NCTModel(model.preprocessing, flow, model.latent, arch, model.metadata)
+        other = NCTModel(model.preprocessing, flow, model.latent, arch, model.info)
         path = workdir / f"cvs-{couplings}x{depth}.pt"
         save_torchscript(other, path)
         cost = libtorch_cost(exe, path, xyz[:20])

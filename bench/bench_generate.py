@@ -31,9 +31,9 @@ from nct_md.cli import main
 from nct_md.estimator import NCT
 from nct_md.flows import point_flow
 from nct_md.generate import diagnostics
+from nct_md.generate.boltzmann import fine_tune_model, train_generator
 from nct_md.generate.openmm_energy import OpenMMEnergy
 from nct_md.generate.sample import draw_samples
-from nct_md.generate.train import fine_tune_model, train_generator
 from nct_md.latent import HarmonicLatent
 from nct_md.md.phase import load_phase_space
 from nct_md.systems.double_well import DoubleWell, DoubleWellHamiltonian
@@ -117,8 +117,8 @@ def alanine(ml_epochs: int, fine_tune_steps: int, n_samples: int, n_large: int) 
     summary_large = diagnostics.summarize(model.to_trajectory(many.q), many.energies,
                                           many.log_weights, reference)
     return {"ml_seconds": ml_s, "fine_tune_seconds": tune_s, "sample_seconds": sample_s,
-            "ml_validation_nll": model.metadata["training"]["validation_nll"],
-            "ml_best_epoch": model.metadata["training"]["best_epoch"],
+            "ml_validation_nll": model.info.training.validation_nll,
+            "ml_best_epoch": model.info.training.best_epoch,
             "summary_after_ml": after_ml,
             "fine_tune_free_energy": vars(result.free_energy),
             "fine_tune_last": result.history[-1], "summary": summary,

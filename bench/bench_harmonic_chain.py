@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nct_md.cli.harmonic_chain import default_steps
 from nct_md.systems import harmonic_chain
 
 OUT = Path(__file__).resolve().parent / "out" / "harmonic_chain.json"
@@ -33,9 +32,9 @@ def run(n: int) -> dict:
                 reached["steps_to_1pct"] = step
 
     start = time.perf_counter()
-    result = harmonic_chain.fit_harmonic_chain(n, seed=0, steps=default_steps(n),
+    result = harmonic_chain.fit_harmonic_chain(n, seed=0, steps=harmonic_chain.default_steps(n),
                                                progress=False, on_step=watch)
-    return {**result.to_json(), "steps": default_steps(n),
+    return {**result.to_json(), "steps": harmonic_chain.default_steps(n),
             "seconds": time.perf_counter() - start, **reached}
 
 

@@ -64,7 +64,7 @@ def main() -> dict:
                         progress=False).fit(data)
         fit_s = time.perf_counter() - start
     model = estimator.fetch_model()
-    training = model.metadata["training"]
+    training = model.info.training
     model_file = folder / "model.pt"
     model.save(model_file, overwrite=True)
     out = folder / "cvs.npy"
@@ -85,11 +85,11 @@ def main() -> dict:
     result = {
         "atoms": N_RESIDUES, "dof": data.n_dof, "train_frames": TRAIN_FRAMES,
         "architecture": "8 affine couplings, width 64, depth 2", "threads": 1,
-        "gaussian_start_shrinkage": model.metadata["gaussian_start_shrinkage"],
-        "load_s": round(load_s, 2), "epochs_run": training["epochs_run"],
-        "train_s_per_epoch": round(fit_s / training["epochs_run"], 3),
-        "validation_nll": round(training["validation_nll"], 2),
-        "best_epoch": training["best_epoch"],
+        "gaussian_start_shrinkage": model.info.gaussian_start_shrinkage,
+        "load_s": round(load_s, 2), "epochs_run": training.epochs_run,
+        "train_s_per_epoch": round(fit_s / training.epochs_run, 3),
+        "validation_nll": round(training.validation_nll, 2),
+        "best_epoch": training.best_epoch,
         "cvs_frames": CVS_FRAMES, "cvs_wall_s": round(wall, 2),
         "cvs_frames_per_s": round(CVS_FRAMES / wall),
         "cvs_peak_rss_mb": round(peak_kib / 1024.0, 1),

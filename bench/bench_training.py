@@ -27,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from nct_md.flows import point_flow
 from nct_md.latent import HarmonicLatent
-from nct_md.md import phase
+from nct_md.md import frame
 from nct_md.train import negative_log_likelihood
 
 OUT = Path(__file__).resolve().parent / "out" / "training.json"
@@ -106,7 +106,7 @@ def main() -> dict:
 
     @torch.no_grad()
     def extract():
-        aligned, _ = phase.superpose(xyz, reference, masses)
+        aligned, _ = frame.superpose(xyz, reference, masses)
         x = torch.as_tensor(aligned.reshape(FORWARD_BATCH, -1), dtype=torch.float32)
         flow.transform_positions(x)
 
@@ -117,7 +117,7 @@ def main() -> dict:
     tica = TICA(lagtime=10, dim=2).fit(rng.normal(size=(20_000, N))).fetch_model()
 
     def tica_transform():
-        aligned, _ = phase.superpose(xyz, reference, masses)
+        aligned, _ = frame.superpose(xyz, reference, masses)
         tica.transform(aligned.reshape(FORWARD_BATCH, -1))
 
     compile_start = time.perf_counter()

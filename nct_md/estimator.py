@@ -10,6 +10,7 @@ checkpoint`).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import numbers
 import os
@@ -24,11 +25,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from nct_md import __version__
 from nct_md.errors import NCTInputError
-from nct_md.flows import LinearPointTransform, SymplecticFlow, zmatrix
+from nct_md.flows import LinearPointTransform, SymplecticFlow
 from nct_md.flows.builders import COUPLINGS
 from nct_md.latent import HarmonicLatent
-from nct_md.md.phase import PhaseSpaceData
-from nct_md.model import NCTModel, Preprocessing, build_flow, topology_to_json
+from nct_md.md.data import PhaseSpaceData
+from nct_md.md.zmatrix import zmatrix
+from nct_md.model import ModelInfo, NCTModel, Preprocessing, build_flow, topology_to_json
+from nct_md.model_info import Hyperparameters, Restarts, TrainingInfo
 from nct_md.train import Trainer
 from nct_md.train.checkpoint import data_fingerprint
 from nct_md.train.gaussian_start import (
@@ -37,6 +40,7 @@ from nct_md.train.gaussian_start import (
     principal_axes,
     start_covariance,
 )
+from nct_md.train.losses import OBJECTIVES
 
 #: Fewest training frames (after holding out the validation frames) a fit accepts.
 MIN_TRAIN_FRAMES = 10
@@ -105,10 +109,6 @@ def _epoch_means(history: list[dict[str, float]], key: str) -> list[float]:
     return [float(np.mean(values)) for _, values in sorted(epochs.items())]
 
 
-#: what the likelihood is taken over
-OBJECTIVES = ("phase_space", "configuration")
-
-
 class _ConfigurationNLL(torch.nn.Module):
     """``-ln p(q)`` ``(B,)`` of Cartesian positions under ``model`` (the ``p`` argument unused)."""
 
@@ -117,7 +117,7 @@ class _ConfigurationNLL(torch.nn.Module):
         self.model = model
 
     def forward(self, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        return -self.model.configuration_log_prob(self.model.preprocessing.positions(q))
+        return -self.model.configuration_log_prob(self.model.preprocessing.to_model(q))
 
 
 @torch.no_grad()
@@ -129,8 +129,8 @@ def _internal_gaussian_start(flow: SymplecticFlow, pre: Preprocessing, q: torch.
     coordinates and the latent frequencies at their inverse widths.
     """
     internal = flow.layers[0]
-    internal.double().attach(pre)
-    y = internal.fit(pre.positions(q))
+    internal.double().set_frame(*pre.affine(), pre.reference, pre.masses)
+    y = internal.fit(pre.to_model(q))
     axes, widths = principal_axes(start_covariance(y)[0])
     last = flow.layers[-1]
     if isinstance(last, LinearPointTransform):
@@ -180,7 +180,7 @@ class NCT:
     seed : int
     restarts : int
         Fit seeds ``seed, seed + 1, ...`` (this many) and keep the fit with the best
-        validation likelihood; all of them are recorded in ``metadata["training"]["restarts"]``.
+        validation likelihood; all of them are recorded in ``info.training.restarts``.
     device : str or torch.device
     dtype : torch.dtype
         float32 (default) or float64.
@@ -278,7 +278,7 @@ class NCT:
     def _initial_model(self, data: PhaseSpaceData, train: np.ndarray) -> NCTModel:
         """The best Gaussian model of the training frames: principal axes and their widths."""
         pre = Preprocessing(data.reference, data.masses, data.temperature)
-        internal = (data.q[train].double() * pre.sqrt_m) @ pre.basis  # (n, d), sqrt(amu) nm
+        internal = pre.eckart_coordinates(data.q[train].double())  # (n, d), sqrt(amu) nm
         cov, shrinkage = start_covariance(internal)
         if shrinkage is not None:
             warnings.warn(
@@ -300,22 +300,17 @@ class NCT:
             latent = _internal_gaussian_start(flow, pre, data.q[train].double())
         else:
             latent = gaussian_start(flow, widths / pre.sqrt_kT)  # widths in ps (model units)
-        metadata = {
-            "nct_md_version": __version__,
-            "atom_indices": [int(i) for i in data.atom_indices],
-            "atom_names": list(data.atom_names),
-            "topology": topology_to_json(data.topology),
-            "temperature": float(data.temperature),
-            "units": {"positions": "nm", "momenta": "amu nm/ps", "frequencies": "1/ps (angular)",
-                      "cvs": "ps (latent Q: mass-weighted nm / sqrt(kT))", "energy": "kJ/mol"},
-            "data": {k: v for k, v in data.metadata.items() if k != "units"},
-            "constraints_handling": (
+        info = ModelInfo(
+            atom_indices=list(data.atom_indices), atom_names=list(data.atom_names),
+            topology=topology_to_json(data.topology), temperature=data.temperature,
+            nct_md_version=__version__, data=dataclasses.replace(data.info, units={}),
+            constraints_handling=(
                 "no constrained bonds inside the selection" if not
-                data.metadata.get("n_constrained_in_selection") else
+                data.info.n_constrained_in_selection else
                 "constrained bonds inside the selection: their directions are nearly degenerate"),
-            "gaussian_start_shrinkage": shrinkage,
-        }
-        model = NCTModel(pre, flow, latent, architecture, metadata)
+            gaussian_start_shrinkage=shrinkage,
+        )
+        model = NCTModel(pre, flow, latent, architecture, info)
         return model.to(device=self.device, dtype=self.dtype)
 
     def fit(self, data: PhaseSpaceData, validation: PhaseSpaceData | None = None,
@@ -326,9 +321,9 @@ class NCT:
         checkpoint's record of the data by path and size. Every seed of :attr:`seeds` is fitted
         and the fit with the lowest validation NLL kept.
         """
-        if data.metadata.get("n_constrained_in_selection"):
+        if data.info.n_constrained_in_selection:
             raise NCTInputError(
-                f"the selection holds {data.metadata['n_constrained_in_selection']} bonds that "
+                f"the selection holds {data.info.n_constrained_in_selection} bonds that "
                 "were constrained in the simulation (HBonds), which makes the density "
                 "degenerate; select heavy atoms (--select heavy) or use unconstrained data")
         record = (data_fingerprint(data, validation, files) if self.checkpoint is not None
@@ -338,11 +333,11 @@ class NCT:
                                     [None] * self.restarts, strict=True):
             fingerprint = {"data": record, "settings": self.settings(seed)}
             model, history = self._fit_seed(data, validation, seed, checkpoint, fingerprint)
-            fits.append((model.metadata["training"]["validation_nll"], model, history))
+            fits.append((model.info.training.validation_nll, model, history))
         best = min(range(len(fits)), key=lambda k: fits[k][0])
         _, self._model, self.history = fits[best]
-        self._model.metadata["training"]["restarts"] = {
-            "seeds": self.seeds, "validation_nll": [float(nll) for nll, _, _ in fits]}
+        self._model.info.training.restarts = Restarts(
+            seeds=self.seeds, validation_nll=[float(nll) for nll, _, _ in fits])
         return self
 
     def _fit_seed(self, data: PhaseSpaceData, validation: PhaseSpaceData | None, seed: int,
@@ -412,17 +407,17 @@ class NCT:
                           after_step=recenter_each_epoch, steps_per_epoch=steps_per_epoch)
         history = trainer.fit()
         best = trainer.best or {"value": math.nan, "step": trainer.step}
-        model.metadata["training"] = {
-            "n_train_frames": int(len(train)), "n_validation_frames": int(len(val_q)),
-            "epochs_run": int(math.ceil(trainer.step / steps_per_epoch)),
-            "best_epoch": int(best["step"] // steps_per_epoch),
-            "validation_nll": float(best["value"]), "seed": seed,
-            "epoch_losses": _epoch_means(history, "global_loss"),
-            "processes": world, "objective": self.objective,
-            "hyperparameters": {"epochs": self.epochs, "batch_size": self.batch_size,
-                                "lr": self.lr, "weight_decay": self.weight_decay,
-                                "patience": self.patience},
-        }
+        model.info.training = TrainingInfo(
+            n_train_frames=int(len(train)), n_validation_frames=int(len(val_q)),
+            epochs_run=int(math.ceil(trainer.step / steps_per_epoch)),
+            best_epoch=int(best["step"] // steps_per_epoch),
+            validation_nll=float(best["value"]), seed=seed,
+            epoch_losses=_epoch_means(history, "global_loss"),
+            processes=world, objective=self.objective,
+            hyperparameters=Hyperparameters(epochs=self.epochs, batch_size=self.batch_size,
+                                            lr=self.lr, weight_decay=self.weight_decay,
+                                            patience=self.patience),
+        )
         return model, history
 
     def fetch_model(self) -> NCTModel:

@@ -2,7 +2,7 @@
 
 The only module that joins molecules and networks. Users pass physical units (nm, amu nm/ps,
 Cartesian coordinates of the selected atoms, superposed and rigid-body-free as produced by
-:mod:`nct_md.md.phase`); the model works in its own coordinates:
+:class:`nct_md.md.frame.EckartFrame`); the model works in its own coordinates:
 
 ``x_q = R^T (C^T sqrt(m) q - mean) / sqrt(kT)`` (ps) and ``x_p = R^T C^T (p / sqrt(m)) / sqrt(kT)``
 (dimensionless), with ``C`` the internal (rigid-body-free) basis and ``R`` the principal axes of
@@ -13,6 +13,7 @@ their physical meaning, angular frequencies in 1/ps.
 
 from __future__ import annotations
 
+import copy
 import os
 import zipfile
 from pathlib import Path
@@ -27,7 +28,14 @@ from nct_md.atomic import atomic_path
 from nct_md.errors import NCTInputError
 from nct_md.flows import InternalCoordinates, SymplecticFlow, point_flow
 from nct_md.latent import HarmonicLatent
-from nct_md.md import phase
+from nct_md.md.frame import EckartFrame, eckart_log_volume, kabsch
+from nct_md.md.thermo import kt
+from nct_md.model_info import ModelInfo
+from nct_md.train.losses import (
+    configuration_log_prob,
+    phase_space_log_prob,
+    sample_configurations,
+)
 
 Tensor = torch.Tensor
 #: Speed of light in cm/ps, to express angular frequencies in wavenumbers.
@@ -50,12 +58,16 @@ class Preprocessing(nn.Module):
         Mean internal coordinate of the training data (sqrt(amu) nm); default 0.
     axes : ndarray ``(d, d)``, optional
         Orthogonal principal axes (columns) of the training data; default identity.
+
+    Frames enter through :meth:`superpose` (the :class:`~nct_md.md.frame.EckartFrame` of the
+    reference and masses); :meth:`affine` is the map of superposed positions to ``x_q`` and back
+    as matrices, for layers and exports that need it.
     """
 
     def __init__(self, reference: np.ndarray, masses: np.ndarray, temperature: float,
                  mean: np.ndarray | None = None, axes: np.ndarray | None = None):
         super().__init__()
-        basis = phase.internal_basis(reference, masses)
+        basis = EckartFrame(reference, masses).internal
         d = basis.shape[1]
         sqrt_m = np.sqrt(np.repeat(np.asarray(masses, dtype=np.float64), 3))
         self.register_buffer("reference", torch.as_tensor(np.asarray(reference, np.float64)))
@@ -64,25 +76,59 @@ class Preprocessing(nn.Module):
         self.register_buffer("basis", torch.as_tensor(basis))
         self.register_buffer("mean", torch.as_tensor(np.zeros(d) if mean is None else mean))
         self.register_buffer("axes", torch.as_tensor(np.eye(d) if axes is None else axes))
-        self.register_buffer("sqrt_kT", torch.tensor(np.sqrt(phase.kt(temperature))))
+        self.register_buffer("sqrt_kT", torch.tensor(np.sqrt(kt(temperature))))
 
     @property
     def n_dof(self) -> int:
         """Internal degrees of freedom ``d`` (3N - 6)."""
         return self.basis.shape[1]
 
-    def positions(self, q: Tensor) -> Tensor:
-        """``(B, 3N)`` nm -> ``(B, d)`` ps (inputs in the module's dtype)."""
-        internal = (q * self.sqrt_m) @ self.basis - self.mean
+    @property
+    def frame(self) -> EckartFrame:
+        """The Eckart frame of the ``reference`` and ``masses`` buffers (numpy, float64)."""
+        return EckartFrame(self.reference.cpu().numpy(), self.masses.cpu().numpy())
+
+    def superpose(self, xyz: np.ndarray) -> Tensor:
+        """Frames of the model's atoms ``(B, N, 3)`` nm -> Eckart-frame positions ``q``
+        ``(B, 3N)`` nm (superposed, rigid-body-free; float64 math, module's dtype and device)."""
+        return torch.as_tensor(self.frame.positions(xyz)[0], dtype=self.basis.dtype,
+                               device=self.basis.device)
+
+    def eckart_coordinates(self, q: Tensor) -> Tensor:
+        """``z = C^T sqrt(m) q``: ``(B, 3N)`` nm -> ``(B, d)`` sqrt(amu) nm (before centring)."""
+        return (q * self.sqrt_m) @ self.basis
+
+    def to_model(self, q: Tensor) -> Tensor:
+        """Eckart-frame positions ``q`` ``(B, 3N)`` nm -> model coordinates ``(B, d)`` ps."""
+        internal = self.eckart_coordinates(q) - self.mean
         return (internal @ self.axes) / self.sqrt_kT
+
+    @torch.no_grad()
+    def affine(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The map :meth:`to_model` and its inverse :meth:`cartesian` as float64 matrices.
+
+        Returns
+        -------
+        weight ``(3N, d)``, bias ``(d,)``, inverse_weight ``(d, 3N)``, inverse_bias ``(3N,)``
+            ``to_model(q) = q @ weight + bias`` for Eckart-frame positions ``q`` (projecting
+            out the rigid-body directions first changes nothing: the basis is orthogonal to
+            them) and ``cartesian(x_q) = x_q @ inverse_weight + inverse_bias``.
+        """
+        sqrt_kt, sqrt_m = self.sqrt_kT.double(), self.sqrt_m.double()
+        basis, axes, mean = self.basis.double(), self.axes.double(), self.mean.double()
+        weight = sqrt_m[:, None] * (basis @ axes) / sqrt_kt
+        bias = -(mean @ axes) / sqrt_kt
+        inverse_weight = sqrt_kt * (axes.T @ basis.T) / sqrt_m
+        inverse_bias = (mean @ basis.T) / sqrt_m
+        return weight, bias, inverse_weight, inverse_bias
 
     def forward(self, p: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
         """Cartesian ``(p, q)``, each ``(B, 3N)`` -> model ``(x_p, x_q)``, each ``(B, d)``."""
         x_p = ((p / self.sqrt_m) @ self.basis @ self.axes) / self.sqrt_kT
-        return x_p, self.positions(q)
+        return x_p, self.to_model(q)
 
     def cartesian(self, x_q: Tensor) -> Tensor:
-        """Model positions ``(B, d)`` ps -> Cartesian ``(B, 3N)`` nm (undoes :meth:`positions`)."""
+        """Model positions ``(B, d)`` ps -> Cartesian ``(B, 3N)`` nm (undoes :meth:`to_model`)."""
         internal = (x_q * self.sqrt_kT) @ self.axes.T + self.mean
         return (internal @ self.basis.T) / self.sqrt_m
 
@@ -103,18 +149,18 @@ class NCTModel(nn.Module):
     latent : HarmonicLatent
     architecture : dict
         JSON-able recipe that rebuilds ``flow`` (see :func:`build_flow`).
-    metadata : dict
-        JSON-able: atom selection (indices, names), temperature, units, constraints, ...
+    info : ModelInfo
+        Atom selection (indices, names), temperature, units, data, training, ... (copied).
     """
 
     def __init__(self, preprocessing: Preprocessing, flow: SymplecticFlow,
-                 latent: HarmonicLatent, architecture: dict, metadata: dict):
+                 latent: HarmonicLatent, architecture: dict, info: ModelInfo):
         super().__init__()
         self.preprocessing = preprocessing
         self.flow = flow
         self.latent = latent
         self.architecture = dict(architecture)
-        self.metadata = dict(metadata)
+        self.info = copy.deepcopy(info)
         self._positions_map = None  # torch.compile'd flow.transform_positions, see compile_flow
 
     def compile_flow(self) -> None:
@@ -144,8 +190,7 @@ class NCTModel(nn.Module):
 
     def log_prob(self, p: Tensor, q: Tensor) -> Tensor:
         """Log-density ``(B,)`` of model coordinates (Cartesian densities differ by a constant)."""
-        P, Q = self.encode(p, q)
-        return self.latent.log_prob(P, Q)
+        return phase_space_log_prob(self.flow, self.latent, *self.preprocessing(p, q))
 
     def configuration_log_prob(self, x_q: Tensor) -> Tensor:
         """Log-density ``(B,)`` of model positions ``x_q`` ``(B, d)``, momenta integrated out.
@@ -153,16 +198,13 @@ class NCTModel(nn.Module):
         ``ln rho(Q(x_q)) + ln |det dQ/dx_q|``; configuration-separable flows only.
         """
         self.check_separable()
-        Q, log_det = self.flow.positions_log_det(x_q)
-        return self.latent.position_log_prob(Q) + log_det
+        return configuration_log_prob(self.flow, self.latent, x_q)
 
     def sample_configurations(self, n: int, generator: torch.Generator | None = None
                               ) -> tuple[Tensor, Tensor]:
         """``n`` model positions ``x_q`` ``(n, d)`` and their log-density ``(n,)``."""
         self.check_separable()
-        Q = self.latent.sample_positions(n, 1.0, generator)
-        x_q, log_det = self.flow.inverse_positions(Q)
-        return x_q, self.latent.position_log_prob(Q) - log_det
+        return sample_configurations(self.flow, self.latent, n, 1.0, generator)
 
     # -- modes -------------------------------------------------------------------------------
     @property
@@ -186,7 +228,7 @@ class NCTModel(nn.Module):
         """All latent positions ``Q`` ``(B, d)`` from Cartesian ``q`` ``(B, 3N)``, slowest first."""
         self.check_separable()
         flow_positions = self._positions_map or self.flow.transform_positions
-        Q = flow_positions(self.preprocessing.positions(q))
+        Q = flow_positions(self.preprocessing.to_model(q))
         return Q[:, self.latent.slow_order()]
 
     def cvs(self, q: Tensor, n_cvs: int = 2) -> Tensor:
@@ -200,12 +242,12 @@ class NCTModel(nn.Module):
     @property
     def atom_names(self) -> list[str]:
         """``"RES1-NAME"`` labels of the model's atoms, in order."""
-        return list(self.metadata["atom_names"])
+        return list(self.info.atom_names)
 
     @property
     def topology(self) -> md.Topology:
         """mdtraj topology of the model's atoms (stored in the model file)."""
-        return topology_from_json(self.metadata["topology"])
+        return topology_from_json(self.info.topology)
 
     def to_trajectory(self, q: Tensor | np.ndarray) -> md.Trajectory:
         """Frames ``(B, 3N)`` nm of the model's atoms as an ``mdtraj.Trajectory``."""
@@ -215,7 +257,7 @@ class NCTModel(nn.Module):
     def select_atoms(self, topology: md.Topology) -> np.ndarray:
         """Indices of the model's atoms in ``topology``; raises clearly if it does not match."""
         names = self.atom_names
-        indices = np.asarray(self.metadata["atom_indices"], dtype=np.int64)
+        indices = np.asarray(self.info.atom_indices, dtype=np.int64)
         if indices.max() >= topology.n_atoms:
             raise NCTInputError(
                 f"the model was trained on atoms up to index {indices.max()} but this topology "
@@ -229,15 +271,6 @@ class NCTModel(nn.Module):
                 f"model expects {names[bad]}; use the topology the model was trained with")
         return indices
 
-    def positions_from_xyz(self, xyz: np.ndarray) -> Tensor:
-        """Superpose frames of the model's atoms ``(B, N, 3)`` nm -> ``q`` ``(B, 3N)`` float32."""
-        ref = self.preprocessing.reference.cpu().numpy()
-        masses = self.preprocessing.masses.cpu().numpy()
-        aligned, _ = phase.superpose(xyz, ref, masses)
-        q = phase.remove_rigid_body(aligned.reshape(len(aligned), -1), ref, masses, "q")
-        dtype = self.latent.log_frequencies.dtype
-        return torch.as_tensor(q, dtype=dtype, device=self.latent.log_frequencies.device)
-
     @torch.no_grad()
     def transform_selected(self, xyz: np.ndarray, n_cvs: int = 2,
                            batch: int = 65_536) -> np.ndarray:
@@ -245,7 +278,7 @@ class NCTModel(nn.Module):
 
         ``xyz`` is ``(n_frames, N, 3)`` in nm, atoms in the model's order.
         """
-        out = [self.cvs(self.positions_from_xyz(xyz[start:start + batch]), n_cvs)
+        out = [self.cvs(self.preprocessing.superpose(xyz[start:start + batch]), n_cvs)
                for start in range(0, len(xyz), batch)]
         return (torch.cat(out).cpu().double().numpy() if out
                 else np.zeros((0, n_cvs), dtype=np.float64))
@@ -256,15 +289,23 @@ class NCTModel(nn.Module):
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
-        """Write one file of plain tensors and JSON-able metadata, atomically."""
+        """Write one file of plain tensors and JSON-able metadata (``info``), atomically.
+
+        Only flows that :func:`build_flow` can rebuild from ``architecture`` are saved; a flow
+        with other layers (e.g. :mod:`nct_md.flows.experimental`) is refused.
+        """
+        expected = build_flow(self.architecture).state_dict().keys()
+        if set(self.flow.state_dict().keys()) != set(expected):
+            raise NCTInputError("this model's flow is not the one its architecture describes "
+                                "(research layers cannot be saved); save the state dict instead")
         payload = {
             "format": FORMAT,
             "version": __version__,
             "architecture": self.architecture,
-            "metadata": self.metadata,
+            "metadata": self.info.to_json(),
             "reference": self.preprocessing.reference.cpu().tolist(),
             "masses": self.preprocessing.masses.cpu().tolist(),
-            "temperature": float(self.metadata["temperature"]),
+            "temperature": self.info.temperature,
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
         }
         with atomic_path(path, overwrite=overwrite) as tmp:
@@ -287,7 +328,7 @@ class NCTModel(nn.Module):
                                 "it may be truncated or of another format") from None
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise NCTInputError(f"{path} is not an nct-md model file")
-        model = build_model(payload["architecture"], payload["metadata"],
+        model = build_model(payload["architecture"], ModelInfo.from_json(payload["metadata"]),
                             np.asarray(payload["reference"]), np.asarray(payload["masses"]),
                             payload["temperature"])
         state = payload["state_dict"]
@@ -333,7 +374,9 @@ def build_flow(architecture: dict) -> SymplecticFlow:
     """Rebuild a flow from its JSON recipe (weights and masks come from the state dict).
 
     With ``architecture["internal_coordinates"]`` (a Z-matrix, rows of atom indices) the flow
-    starts with an :class:`~nct_md.flows.InternalCoordinates` layer.
+    starts with an :class:`~nct_md.flows.InternalCoordinates` layer in the Eckart frame
+    (:func:`~nct_md.md.frame.kabsch`, :func:`~nct_md.md.frame.eckart_log_volume`); its affine
+    map comes from :meth:`Preprocessing.affine` or the state dict.
     """
     kind = architecture.get("kind")
     if kind != "point_flow":
@@ -344,14 +387,15 @@ def build_flow(architecture: dict) -> SymplecticFlow:
                       bins=architecture.get("bins", 8))
     rows = architecture.get("internal_coordinates")
     if rows:
-        flow = SymplecticFlow([InternalCoordinates(rows, architecture["n"]), *flow.layers])
+        internal = InternalCoordinates(rows, architecture["n"], kabsch, eckart_log_volume)
+        flow = SymplecticFlow([internal, *flow.layers])
     return flow
 
 
-def build_model(architecture: dict, metadata: dict, reference: np.ndarray, masses: np.ndarray,
+def build_model(architecture: dict, info: ModelInfo, reference: np.ndarray, masses: np.ndarray,
                 temperature: float) -> NCTModel:
     """An untrained :class:`NCTModel` of the given architecture (identity flow, w = 1)."""
     pre = Preprocessing(reference, masses, temperature)
     flow = build_flow(architecture)
     latent = HarmonicLatent(pre.n_dof)
-    return NCTModel(pre, flow, latent, architecture, metadata)
+    return NCTModel(pre, flow, latent, architecture, info)

@@ -109,6 +109,17 @@ def test_models_that_are_not_models(bad_files, small_model_file, ala_data_files,
                    "--out", str(out / "c.csv")], out, capsys, "not a readable nct-md model")
 
 
+def test_library_parameter_errors_name_the_flag(small_model_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    fails_cleanly(["sample", str(small_model_file), "--n", "5", "--batch-size", "0", "--out",
+                   str(out / "s.h5")], out, capsys, "--batch-size must be >= 1")
+    fails_cleanly(["sample", str(small_model_file), "--n", "5", "--out", str(out / "s.xyz")],
+                  out, capsys, "--out must end in")
+    fails_cleanly(["export", str(small_model_file), "--format", "openmm", "--out",
+                   str(out / "cv.pt")], out, capsys, "--out must be a folder")
+
+
 def test_outputs_never_replaced_or_left_half_written(small_model_file, ala_data_files,
                                                      tmp_path, capsys):
     out = tmp_path / "out"

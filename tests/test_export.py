@@ -1,6 +1,6 @@
 """TorchScript CV export: values, gradients (as PLUMED computes them), invariance, PLUMED input.
 
-Reference values come from the in-package model (``positions_from_xyz`` + ``cvs``: numpy
+Reference values come from the in-package model (``preprocessing.superpose`` + ``cvs``: numpy
 superposition, then the flow) in float64; reference gradients from its central finite
 differences. The model is the shared small trained model with its flow parameters perturbed,
 so the couplings are far from linear.
@@ -25,12 +25,12 @@ from nct_md.export import cv_module, load_torchscript, plumed_input, save_torchs
 from nct_md.flows import (
     AffineCoupling,
     LinearPointTransform,
-    LinearSymplectic,
     MomentumKick,
     SymplecticFlow,
     SymplecticScaling,
     alternating_masks,
 )
+from nct_md.flows.experimental import LinearSymplectic
 from nct_md.model import NCTModel
 
 N_FRAMES = 1000
@@ -74,7 +74,7 @@ def exported(exported_file):
 def in_package(model: NCTModel, xyz: np.ndarray, n_cvs: int = 2) -> np.ndarray:
     """In-package CVs of frames ``(B, N, 3)`` nm in the model's dtype, ``(B, n_cvs)``."""
     with torch.no_grad():
-        return model.cvs(model.positions_from_xyz(xyz), n_cvs).double().numpy()
+        return model.cvs(model.preprocessing.superpose(xyz), n_cvs).double().numpy()
 
 
 def fd_gradients(model64: NCTModel, xyz: np.ndarray, n_cvs: int = 2) -> np.ndarray:
@@ -140,7 +140,7 @@ def test_linear_layers_of_every_kind_export(model, model64, xyz):
                            AffineCoupling(masks[1], 8, 2), LinearPointTransform(n)])
     perturb(flow.double(), seed=2, scale=0.2)
     other = NCTModel(model64.preprocessing, flow, model64.latent, model.architecture,
-                     model.metadata)
+                     model.info)
     out = cv_module(other, n_cvs=4, dtype=torch.float64)(
         torch.from_numpy(xyz[:100].astype(np.float64).reshape(100, -1))).detach().numpy()
     assert np.abs(out - in_package(other, xyz[:100], 4)).max() < 1e-10
@@ -159,6 +159,7 @@ def test_plumed_call_values_and_derivatives(exported, model64, xyz):
         assert relative_errors(derivatives, grad).max() < 1e-4
 
 
+@pytest.mark.slow  # compiles a C++ harness against LibTorch (~25 s)
 def test_libtorch_call_values_and_derivatives(exported_file, model64, xyz, tmp_path_factory):
     """The file called from C++ (LibTorch) with PLUMED's exact sequence (bench/plumed_call.cpp)."""
     exe = libtorch_call.build(tmp_path_factory.mktemp("harness"))
@@ -265,7 +266,7 @@ def test_metadata_round_trip(model, tmp_path):
     info = save_torchscript(model, tmp_path / "cvs.pt", n_cvs=3)
     module, loaded = load_torchscript(tmp_path / "cvs.pt")
     assert loaded == info
-    assert loaded["atom_indices"] == list(model.metadata["atom_indices"])
+    assert loaded["atom_indices"] == list(model.info.atom_indices)
     assert module.n_cvs == 3 and list(module.atom_indices) == loaded["atom_indices"]
     np.testing.assert_allclose(loaded["frequencies_per_ps"], model.frequencies[:3])
     with pytest.raises(FileExistsError):
@@ -281,7 +282,7 @@ def test_metadata_round_trip(model, tmp_path):
 def test_refuses_models_that_mix_momenta_into_q(model):
     n = model.preprocessing.n_dof
     mixed = NCTModel(model.preprocessing, SymplecticFlow([LinearSymplectic(n)]), model.latent,
-                     model.architecture, model.metadata)
+                     model.architecture, model.info)
     with pytest.raises(NCTInputError, match="mixes momenta"):
         cv_module(mixed)
 

@@ -222,7 +222,7 @@ def test_cli_metad_runs(small_model_file, ala_pdb, tmp_path, capsys):
 def test_module_and_path_sources_agree(model, cv_file):
     """cv_forces accepts the eager module too; both give one force per CV on the model's atoms."""
     from_path, from_module = cv_forces(cv_file), cv_forces(cv_module(model))
-    atoms = list(model.metadata["atom_indices"])
+    atoms = list(model.info.atom_indices)
     for force in (*from_path, *from_module):
         assert list(force.getParticles()) == atoms
     assert [f.getName() for f in from_path] == ["nct-cv1", "nct-cv2"]

@@ -24,7 +24,7 @@ from openmm import unit
 
 from nct_md.errors import NCTInputError
 from nct_md.generate.openmm_energy import OpenMMEnergy, system_from_pdb
-from nct_md.md.phase import kt
+from nct_md.md.thermo import kt
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 UNCONSTRAINED = sorted((DATA / "alanine-dipeptide-300K-unconstrained").glob("*.h5"))

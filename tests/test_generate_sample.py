@@ -14,9 +14,9 @@ from nct_md.cli import main
 from nct_md.errors import NCTInputError
 from nct_md.estimator import NCT
 from nct_md.generate import diagnostics
+from nct_md.generate.boltzmann import fine_tune_model
 from nct_md.generate.hamiltonian import PhaseSpaceHamiltonian
 from nct_md.generate.openmm_energy import OpenMMEnergy, system_from_pdb
-from nct_md.generate.train import fine_tune_model
 from nct_md.md.phase import load_phase_space
 from nct_md.model import NCTModel
 
@@ -68,8 +68,8 @@ def test_fine_tune_records_hamiltonian_and_free_energy(model_file, data):
         result = fine_tune_model(model, energy, steps=3, data=data, batch_size=32,
                                  ml_weight=1.0, kl_weight=0.1, lr=1e-5, n_eval=64)
     assert len(result.history) == 3 and np.isfinite(result.free_energy.variational)
-    assert "unconstrained" in model.metadata["constraints_handling"]
-    assert model.metadata["hamiltonian"]["ml_weight"] == 1.0
+    assert "unconstrained" in model.info.constraints_handling
+    assert model.info.hamiltonian.ml_weight == 1.0
 
 
 def test_chirality_of_the_shipped_structure_and_data():
@@ -141,8 +141,8 @@ def internal_model(data) -> NCTModel:
 def test_internal_coordinate_model_saves_and_samples_consistently(internal_model, data,
                                                                    tmp_path):
     model = internal_model
-    assert model.metadata["training"]["objective"] == "configuration"
-    x_q = model.preprocessing.positions(data.q[:16].double())
+    assert model.info.training.objective == "configuration"
+    x_q = model.preprocessing.to_model(data.q[:16].double())
     path = tmp_path / "ic.pt"
     model.save(path)
     loaded = NCTModel.load(path)
@@ -157,8 +157,8 @@ def test_internal_coordinate_model_saves_and_samples_consistently(internal_model
 
 def test_configuration_weights_and_maxwell_boltzmann_momenta(internal_model):
     """draw_samples' weights equal -(ln rho(q) + U/kT - ln|det B|) from OpenMM directly."""
-    from nct_md.flows.internal import eckart_log_volume
     from nct_md.generate.sample import draw_samples
+    from nct_md.md.frame import eckart_log_volume
 
     model = internal_model
     pre = model.preprocessing
@@ -187,7 +187,7 @@ def test_fine_tune_with_the_configuration_objective(internal_model, data):
                                  ml_weight=1.0, kl_weight=1.0, lr=1e-4, n_eval=64,
                                  objective="configuration")
     assert len(result.history) == 3 and np.isfinite(result.free_energy.reweighted)
-    assert model.metadata["hamiltonian"]["objective"] == "configuration"
+    assert model.info.hamiltonian.objective == "configuration"
 
 
 def test_train_cli_internal_coordinates(tmp_path):
@@ -197,6 +197,6 @@ def test_train_cli_internal_coordinates(tmp_path):
                  "configuration", "--internal-coordinates", "--out", str(out)]) == 0
     model = NCTModel.load(out)
     assert model.architecture["internal_coordinates"]
-    assert model.metadata["training"]["objective"] == "configuration"
+    assert model.info.training.objective == "configuration"
     assert main(["export", str(out), "--format", "torchscript",
                  "--out", str(tmp_path / "cv.pt")]) == 2

@@ -8,7 +8,7 @@ import torch
 
 from nct_md.errors import NCTInputError
 from nct_md.flows import point_flow
-from nct_md.generate.train import annealed_kT, train_generator
+from nct_md.generate.boltzmann import annealed_kT, train_generator
 from nct_md.latent import HarmonicLatent
 from nct_md.systems.double_well import DoubleWell, DoubleWellHamiltonian
 from nct_md.systems.harmonic_chain import ChainHamiltonian, NCTPair, exact_free_energy
@@ -31,13 +31,14 @@ def test_chain_variational_free_energy_is_exact():
                              betas=(0.9, 0.9), grad_clip=None, recenter_every=200,
                              n_eval=20000, seed=0)
     exact = exact_free_energy(n)
-    assert abs(result.free_energy.variational - exact) <= 0.05
-    assert abs(result.free_energy.reweighted - exact) <= 0.05
+    # measured: both within 2e-6 kT (the gradient noise vanishes at the exact map)
+    assert abs(result.free_energy.variational - exact) <= 1e-4
+    assert abs(result.free_energy.reweighted - exact) <= 1e-4
     assert {"free_energy", "free_energy_stderr", "ess", "kT"} <= set(result.history[-1])
 
 
 def test_double_well_reaches_exact_free_energy():
-    """Importance-reweighted estimate within 0.05 kT; the variational one is an upper bound."""
+    """Importance-reweighted estimate within 0.015 kT; the variational one is an upper bound."""
     well = DoubleWell()
     exact = well.exact_free_energy()
     torch.manual_seed(0)
@@ -47,13 +48,14 @@ def test_double_well_reaches_exact_free_energy():
     result = train_generator(model, DoubleWellHamiltonian(well), steps=600, batch_size=256,
                              lr=1e-2, n_eval=40000, seed=0)
     est = result.free_energy
-    assert abs(est.reweighted - exact) <= 0.05
+    # measured: 0.0034 kT off (stderr 0.0035), ESS/N 0.51
+    assert abs(est.reweighted - exact) <= 0.015
     assert est.variational >= exact - 3 * est.stderr
-    assert est.ess > 0.05
+    assert est.ess > 0.3
 
 
 def test_double_well_configuration_objective_reaches_exact_free_energy():
-    """The configuration density alone: -ln \\int exp(-V) dq within 0.05 kT."""
+    """The configuration density alone: -ln \\int exp(-V) dq within 0.003 kT."""
     well = DoubleWell()
     exact = well.exact_free_energy() + np.log(2 * np.pi)  # minus the kinetic part
     torch.manual_seed(0)
@@ -64,13 +66,15 @@ def test_double_well_configuration_objective_reaches_exact_free_energy():
                              batch_size=256, lr=1e-2, n_eval=40000, seed=0,
                              objective="configuration")
     est = result.free_energy
-    assert abs(est.reweighted - exact) <= 0.05
+    # measured: 0.0002 kT off (stderr 0.0005), ESS/N 0.98
+    assert abs(est.reweighted - exact) <= 0.003
     assert est.variational >= exact - 3 * est.stderr
-    assert est.ess > 0.05
+    assert est.ess > 0.8
 
 
 def test_configuration_objective_refuses_mixing_flows():
-    from nct_md.flows import LinearSymplectic, SymplecticFlow
+    from nct_md.flows import SymplecticFlow
+    from nct_md.flows.experimental import LinearSymplectic
 
     model = NCTPair(SymplecticFlow([LinearSymplectic(2)]), HarmonicLatent(2)).double()
     with pytest.raises(NCTInputError, match="configuration-separable"):

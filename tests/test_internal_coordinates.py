@@ -19,10 +19,10 @@ from nct_md.flows import (
     SymplecticFlow,
     SymplecticScaling,
     alternating_masks,
-    zmatrix,
 )
-from nct_md.flows.internal import eckart_log_volume
+from nct_md.md.frame import eckart_log_volume, kabsch
 from nct_md.md.phase import load_phase_space
+from nct_md.md.zmatrix import zmatrix
 from nct_md.model import Preprocessing
 
 UNCONSTRAINED = sorted((DATA / "alanine-dipeptide-300K-unconstrained").glob("*.h5"))
@@ -33,9 +33,10 @@ def fitted():
     """An internal-coordinate layer fitted (float64) to two strided unconstrained trajectories."""
     data = load_phase_space([UNCONSTRAINED[0], UNCONSTRAINED[4]], stride=10)
     pre = Preprocessing(data.reference, data.masses, data.temperature)
-    x_q = pre.positions(data.q.double())
-    layer = InternalCoordinates(zmatrix(data.topology), pre.n_dof).double()
-    layer.attach(pre)
+    x_q = pre.to_model(data.q.double())
+    layer = InternalCoordinates(zmatrix(data.topology), pre.n_dof, kabsch,
+                                eckart_log_volume).double()
+    layer.set_frame(*pre.affine(), pre.reference, pre.masses)
     y = layer.fit(x_q)
     return data, pre, layer, x_q, y
 

@@ -18,17 +18,18 @@ pytestmark = pytest.mark.filterwarnings("ignore:Warning. The 'netCDF4' Python pa
 def test_h5_velocities_and_times(tmp_path, write_h5, ala, make_frames):
     path = write_h5(tmp_path / "a.h5", n_frames=30, seed=1)
     xyz, vel = make_frames(ala, 30, 1)
-    (traj,) = io.load(path)
-    np.testing.assert_allclose(traj.xyz, xyz, atol=1e-6)
-    np.testing.assert_allclose(traj.velocities, vel, atol=1e-6)
-    np.testing.assert_allclose(traj.time, 0.5 * np.arange(1, 31))
-    assert traj.velocities.dtype == np.float32
-    np.testing.assert_array_equal(traj.atom_indices, np.arange(22))
+    (chunk,) = io.load(path)
+    np.testing.assert_allclose(chunk.traj.xyz, xyz, atol=1e-6)
+    np.testing.assert_allclose(chunk.velocities, vel, atol=1e-6)
+    np.testing.assert_allclose(chunk.times, 0.5 * np.arange(1, 31))
+    assert chunk.velocities.dtype == np.float32 and chunk.times.dtype == np.float64
+    np.testing.assert_array_equal(chunk.atom_indices, np.arange(22))
+    assert chunk.selection == "all" and chunk.traj_index == 0 and len(chunk) == 30
 
 
 def test_h5_without_velocities(tmp_path, write_h5):
-    (traj,) = io.load(write_h5(tmp_path / "a.h5", velocities=False))
-    assert traj.velocities is None
+    (chunk,) = io.load(write_h5(tmp_path / "a.h5", velocities=False))
+    assert chunk.velocities is None
 
 
 @pytest.mark.parametrize("ext", [".dcd", ".xtc", ".trr", ".nc", ".pdb", ".gro"])
@@ -36,13 +37,14 @@ def test_other_formats(tmp_path, ala, ala_pdb, ext, make_frames):
     xyz, _ = make_frames(ala, 12, 2)
     path = tmp_path / f"t{ext}"
     md.Trajectory(xyz, ala.topology, time=np.arange(12) * 2.0).save(str(path))
-    (traj,) = io.load(path, top=ala_pdb)
+    (chunk,) = io.load(path, top=ala_pdb)
+    traj = chunk.traj
     assert traj.n_frames == 12 and traj.n_atoms == 22
     np.testing.assert_allclose(traj.xyz, xyz, atol=2e-3)  # xtc/pdb/gro store 1e-3 nm
-    assert traj.velocities is None
+    assert chunk.velocities is None
     chunks = list(io.iterload(path, top=ala_pdb, chunk=5))
-    assert [len(c) for _, c in chunks] == [5, 5, 2]
-    np.testing.assert_allclose(np.concatenate([c.xyz for _, c in chunks]), traj.xyz)
+    assert [len(c) for c in chunks] == [5, 5, 2]
+    np.testing.assert_allclose(np.concatenate([c.traj.xyz for c in chunks]), traj.xyz)
 
 
 @pytest.mark.parametrize("top_kind", ["prmtop_like_h5", "topology", "trajectory"])
@@ -52,15 +54,15 @@ def test_topology_sources(tmp_path, write_h5, ala, top_kind, make_frames):
     md.Trajectory(xyz, ala.topology).save(str(path))
     top = {"prmtop_like_h5": write_h5(tmp_path / "top.h5", n_frames=1),
            "topology": ala.topology, "trajectory": ala}[top_kind]
-    (traj,) = io.load(path, top=top)
-    np.testing.assert_allclose(traj.xyz, xyz, atol=1e-5)
+    (chunk,) = io.load(path, top=top)
+    np.testing.assert_allclose(chunk.traj.xyz, xyz, atol=1e-5)
 
 
 def test_files_stay_separate(tmp_path, write_h5):
     paths = [write_h5(tmp_path / "a.h5", 20, 1), write_h5(tmp_path / "b.h5", 7, 2)]
-    trajs = io.load(paths)
-    assert [len(t) for t in trajs] == [20, 7]
-    streamed = [k for k, _ in io.iterload(paths, chunk=6)]
+    chunks = io.load(paths)
+    assert [len(c) for c in chunks] == [20, 7] and [c.traj_index for c in chunks] == [0, 1]
+    streamed = [c.traj_index for c in io.iterload(paths, chunk=6)]
     assert streamed == [0, 0, 0, 0, 1, 1]
 
 
@@ -80,10 +82,10 @@ def test_selection_loads_subset(tmp_path, write_h5, ala):
     (full,) = io.load(path)
     (heavy,) = io.load(path, select="heavy")
     idx = io.resolve_selection(ala.topology, "heavy")
-    np.testing.assert_array_equal(heavy.xyz, full.xyz[:, idx])
+    np.testing.assert_array_equal(heavy.traj.xyz, full.traj.xyz[:, idx])
     np.testing.assert_array_equal(heavy.velocities, full.velocities[:, idx])
     np.testing.assert_array_equal(heavy.atom_indices, idx)
-    assert heavy.topology.n_atoms == 10 and heavy.selection == "heavy"
+    assert heavy.traj.topology.n_atoms == 10 and heavy.selection == "heavy"
 
 
 @pytest.mark.parametrize("ext", [".h5", ".dcd"])
@@ -95,19 +97,20 @@ def test_stride_and_chunks(tmp_path, write_h5, ala, ext, make_frames):
         md.Trajectory(make_frames(ala, 50, 5)[0], ala.topology).save(str(path))
     (full,) = io.load(path, top=ala)
     (strided,) = io.load(path, top=ala, stride=3)
-    np.testing.assert_array_equal(strided.xyz, full.xyz[::3])
-    np.testing.assert_allclose(strided.time, full.time[::3])
-    chunks = [c for _, c in io.iterload(path, top=ala, chunk=4, stride=3)]
+    np.testing.assert_array_equal(strided.traj.xyz, full.traj.xyz[::3])
+    np.testing.assert_allclose(strided.times, full.times[::3])
+    chunks = list(io.iterload(path, top=ala, chunk=4, stride=3))
     assert [len(c) for c in chunks] == [4, 4, 4, 4, 1]
-    np.testing.assert_array_equal(np.concatenate([c.xyz for c in chunks]), full.xyz[::3])
-    np.testing.assert_allclose(np.concatenate([c.time for c in chunks]), full.time[::3])
+    np.testing.assert_array_equal(np.concatenate([c.traj.xyz for c in chunks]),
+                                  full.traj.xyz[::3])
+    np.testing.assert_allclose(np.concatenate([c.times for c in chunks]), full.times[::3])
 
 
 def test_dt_ps_sets_times(tmp_path, ala, make_frames):
     path = tmp_path / "a.dcd"
     md.Trajectory(make_frames(ala, 10, 6)[0], ala.topology).save(str(path))
-    chunks = [c for _, c in io.iterload(path, top=ala, chunk=3, stride=2, dt_ps=0.5)]
-    np.testing.assert_allclose(np.concatenate([c.time for c in chunks]), [0, 1, 2, 3, 4])
+    chunks = io.iterload(path, top=ala, chunk=3, stride=2, dt_ps=0.5)
+    np.testing.assert_allclose(np.concatenate([c.times for c in chunks]), [0, 1, 2, 3, 4])
 
 
 # --- bad input: one clear line each ---------------------------------------------------------

@@ -1,4 +1,5 @@
-"""nct_md.md.phase: superposition, rigid-body removal, momenta, PhaseSpaceData."""
+"""nct_md.md.frame, .thermo, .data and .phase: superposition, rigid-body removal, momenta,
+EckartFrame, PhaseSpaceData and its builders."""
 
 from __future__ import annotations
 
@@ -9,20 +10,22 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from nct_md.errors import NCTInputError
-from nct_md.md import io, phase
+from nct_md.md import frame, io, phase
+from nct_md.md.chunk import Chunk
+from nct_md.md.thermo import atom_masses, kt
 
 
 @pytest.fixture
 def masses(ala) -> np.ndarray:
-    return phase.atom_masses(ala.topology)
+    return atom_masses(ala.topology)
 
 
 def _kabsch_scipy(xyz, reference, masses):
     """Independent per-frame mass-weighted superposition (scipy), for comparison."""
     ref = reference - masses @ reference / masses.sum()
     out = []
-    for frame in xyz.astype(np.float64):
-        centred = frame - masses @ frame / masses.sum()
+    for one in xyz.astype(np.float64):
+        centred = one - masses @ one / masses.sum()
         rot, _ = Rotation.align_vectors(ref, centred, weights=masses)
         out.append(rot.apply(centred))
     return np.array(out)
@@ -30,44 +33,44 @@ def _kabsch_scipy(xyz, reference, masses):
 
 def _rigid_components(data):
     sqrt_m = np.sqrt(np.repeat(data.masses, 3))
-    basis = phase.rigid_body_basis(data.reference, data.masses)
+    basis = frame.rigid_body_basis(data.reference, data.masses)
     return (data.q.double().numpy() * sqrt_m) @ basis, (data.p.double().numpy() / sqrt_m) @ basis
 
 
 def test_superpose_matches_scipy(ala, masses, make_frames):
     xyz, _ = make_frames(ala, 40, 1, noise=0.03)
-    aligned, rotations = phase.superpose(xyz, ala.xyz[0], masses)
+    aligned, rotations = frame.superpose(xyz, ala.xyz[0], masses)
     np.testing.assert_allclose(aligned, _kabsch_scipy(xyz, ala.xyz[0], masses), atol=1e-6)
     np.testing.assert_allclose(np.linalg.det(rotations), 1.0, atol=1e-10)
     np.testing.assert_allclose(rotations @ rotations.transpose(0, 2, 1),
                                np.broadcast_to(np.eye(3), rotations.shape), atol=1e-10)
-    single, rot0 = phase.superpose(xyz[0], ala.xyz[0], masses)
+    single, rot0 = frame.superpose(xyz[0], ala.xyz[0], masses)
     np.testing.assert_allclose(single, aligned[0])
     np.testing.assert_allclose(rot0, rotations[0])
 
 
 def test_superpose_undoes_rigid_motion(ala, masses, rotations):
     rng = np.random.default_rng(3)
-    ref = phase.center(ala.xyz[0], masses)[0]
+    ref = frame.center(ala.xyz[0], masses)[0]
     rot = rotations(25, rng)
     moved = np.einsum("nj,fij->fni", ref, rot) + rng.normal(size=(25, 1, 3))
-    aligned, found = phase.superpose(moved, ref, masses)
+    aligned, found = frame.superpose(moved, ref, masses)
     np.testing.assert_allclose(aligned, np.broadcast_to(ref, aligned.shape), atol=1e-10)
     np.testing.assert_allclose(found, rot, atol=1e-10)  # x @ R undoes x @ rot.T
 
 
 def test_eckart_condition_from_superposition_alone(ala, masses, make_frames):
     xyz, _ = make_frames(ala, 30, 2, noise=0.03)
-    ref = phase.center(ala.xyz[0], masses)[0]
-    aligned, _ = phase.superpose(xyz, ref, masses)
+    ref = frame.center(ala.xyz[0], masses)[0]
+    aligned, _ = frame.superpose(xyz, ref, masses)
     displacement = (aligned - ref).reshape(30, -1) * np.sqrt(np.repeat(masses, 3))
-    basis = phase.rigid_body_basis(ref, masses)
+    basis = frame.rigid_body_basis(ref, masses)
     assert np.abs(displacement @ basis).max() < 1e-9
 
 
 def test_bases(ala, masses):
-    rigid = phase.rigid_body_basis(ala.xyz[0], masses)
-    internal = phase.internal_basis(ala.xyz[0], masses)
+    rigid = frame.rigid_body_basis(ala.xyz[0], masses)
+    internal = frame.internal_basis(ala.xyz[0], masses)
     assert rigid.shape == (66, 6) and internal.shape == (66, 60)
     full = np.concatenate([rigid, internal], axis=1)
     np.testing.assert_allclose(full.T @ full, np.eye(66), atol=1e-10)
@@ -75,7 +78,7 @@ def test_bases(ala, masses):
     sqrt_m = np.sqrt(np.repeat(masses, 3))
     shifted = (np.zeros((22, 3)) + [0.3, -0.2, 0.1]).ravel() * sqrt_m
     assert np.abs(internal.T @ shifted).max() < 1e-10
-    ref = phase.center(ala.xyz[0], masses)[0]
+    ref = frame.center(ala.xyz[0], masses)[0]
     spin = np.cross([0.2, 0.5, -0.1], ref).ravel() * sqrt_m
     assert np.abs(internal.T @ spin).max() < 1e-10
 
@@ -83,30 +86,52 @@ def test_bases(ala, masses):
 def test_linear_molecule_has_five_rigid_directions():
     reference = np.array([[0.0, 0.0, -0.116], [0.0, 0.0, 0.0], [0.0, 0.0, 0.116]])
     masses = np.array([16.0, 12.0, 16.0])
-    assert phase.rigid_body_basis(reference, masses).shape == (9, 5)
-    assert phase.internal_basis(reference, masses).shape == (9, 4)
+    assert frame.rigid_body_basis(reference, masses).shape == (9, 5)
+    assert frame.internal_basis(reference, masses).shape == (9, 4)
     bent = reference + [[0.0, 0.01, 0.0], [0, 0, 0], [0, 0, 0]]
-    assert phase.rigid_body_basis(bent, masses).shape == (9, 6)
+    assert frame.rigid_body_basis(bent, masses).shape == (9, 6)
 
 
 def test_round_trip_and_rigid_components(ala, make_frames):
     xyz, vel = make_frames(ala, 200, 4, noise=0.02)
     traj = md.Trajectory(xyz, ala.topology, time=np.arange(200.0))
-    traj.velocities = vel
-    data = phase.from_trajectories(traj, temperature=300.0, reference=ala)
+    chunk = Chunk(traj, vel, np.arange(22), "all")
+    data = phase.from_trajectories(chunk, temperature=300.0, reference=ala)
     assert data.q.dtype == torch.float32 and data.q.shape == (200, 66)
     back = data.to_trajectory()
     expected = _kabsch_scipy(xyz, ala.xyz[0], data.masses)
     assert np.abs(back.xyz - expected).max() < 1e-5
     q_rigid, p_rigid = _rigid_components(data)
     assert np.abs(q_rigid).max() < 1e-6 and np.abs(p_rigid).max() < 1e-6
-    assert data.n_dof == 60 and data.metadata["rigid_body_dims"] == 6
+    assert data.n_dof == 60 and data.info.rigid_body_dims == 6
+
+
+def test_training_and_inference_share_one_eckart_frame(ala, make_frames):
+    """PhaseSpaceData.q and the model's superposition of the same frames are the same numbers."""
+    from nct_md.model import Preprocessing
+
+    xyz, vel = make_frames(ala, 30, 10, noise=0.02)
+    data = phase.from_trajectories(Chunk(md.Trajectory(xyz, ala.topology), vel,
+                                         np.arange(22), "all"), temperature=300.0)
+    eckart = frame.EckartFrame(data.reference, data.masses)
+    q, rotations = eckart.positions(xyz)
+    assert torch.equal(data.q, torch.from_numpy(q.astype(np.float32)))
+    assert torch.equal(data.p, torch.from_numpy(eckart.momenta(vel, rotations)
+                                                .astype(np.float32)))
+    pre = Preprocessing(data.reference, data.masses, data.temperature)
+    assert torch.equal(pre.superpose(xyz), torch.from_numpy(q))
+    np.testing.assert_array_equal(pre.basis.numpy(), eckart.internal)
+    assert eckart.n_dof == data.n_dof == 60
+    weight, bias, inverse_weight, inverse_bias = pre.affine()
+    x_q = pre.to_model(torch.from_numpy(q))
+    torch.testing.assert_close(torch.from_numpy(q) @ weight + bias, x_q)
+    torch.testing.assert_close(x_q @ inverse_weight + inverse_bias, pre.cartesian(x_q))
 
 
 def test_momenta_are_mass_times_rotated_velocity(ala, masses, rotations):
     rng = np.random.default_rng(5)
-    ref = phase.center(ala.xyz[0], masses)[0]
-    internal = phase.internal_basis(ref, masses)
+    ref = frame.center(ala.xyz[0], masses)[0]
+    internal = frame.internal_basis(ref, masses)
     sqrt_m = np.sqrt(np.repeat(masses, 3))
     n = 30
     # internal velocities in the reference frame, then the whole state rotated and moved
@@ -117,22 +142,22 @@ def test_momenta_are_mass_times_rotated_velocity(ala, masses, rotations):
     traj = md.Trajectory(xyz.astype(np.float32), ala.topology)
     data = phase.from_trajectories(traj, temperature=300.0, reference=ref,
                                    velocities=[v_lab.astype(np.float32)])
-    _, found = phase.superpose(xyz, ref, masses)
+    _, found = frame.superpose(xyz, ref, masses)
     expected = (v_lab.astype(np.float32) @ found).reshape(n, -1) * np.repeat(masses, 3)
     expected -= np.repeat(masses, 3) * np.tile(  # the COM drift is a rigid-body direction
         (expected.reshape(n, 22, 3).sum(1) / masses.sum()), 22)
     np.testing.assert_allclose(data.p.numpy(), expected, atol=1e-5, rtol=1e-6)
-    assert data.has_velocities and data.metadata["momenta"] == "velocities"
+    assert data.has_velocities and data.info.momenta == "velocities"
 
 
 def test_momenta_from_generic_velocities_differ_only_by_rigid_part(ala, masses, make_frames):
     xyz, vel = make_frames(ala, 20, 6)
     traj = md.Trajectory(xyz, ala.topology)
     data = phase.from_trajectories(traj, temperature=300.0, velocities=[vel])
-    _, rot = phase.superpose(xyz, data.reference, masses)
+    _, rot = frame.superpose(xyz, data.reference, masses)
     raw = (vel.astype(np.float64) @ rot).reshape(20, -1) * np.repeat(masses, 3)
     diff = (raw - data.p.double().numpy()) / np.sqrt(np.repeat(masses, 3))
-    internal = phase.internal_basis(data.reference, masses)
+    internal = frame.internal_basis(data.reference, masses)
     assert np.abs(diff @ internal).max() < 1e-4  # removed part is purely rigid-body
 
 
@@ -141,9 +166,9 @@ def test_maxwell_boltzmann_kinetic_energy(ala, make_frames):
     traj = md.Trajectory(xyz, ala.topology)
     data = phase.from_trajectories(traj, temperature=350.0, reference=ala,
                                    generator=torch.Generator().manual_seed(0))
-    assert not data.has_velocities and data.metadata["momenta"] == "maxwell-boltzmann"
+    assert not data.has_velocities and data.info.momenta == "maxwell-boltzmann"
     mean_ke = data.kinetic_energy().double().mean().item()
-    expected = 0.5 * data.n_dof * phase.kt(350.0)
+    expected = 0.5 * data.n_dof * kt(350.0)
     assert abs(mean_ke / expected - 1) < 0.02
     _, p_rigid = _rigid_components(data)
     assert np.abs(p_rigid).max() < 1e-6
@@ -185,13 +210,13 @@ def test_selection_metadata_and_indices(tmp_path, write_h5, ala):
     data = phase.load_phase_space(path, select="heavy", temperature=300.0)
     heavy = io.resolve_selection(ala.topology, "heavy")
     np.testing.assert_array_equal(data.atom_indices, heavy)
-    assert data.metadata["selection"] == "heavy" and data.n_atoms == 10
+    assert data.info.selection == "heavy" and data.n_atoms == 10
     assert data.q.shape == (10, 30) and data.to_trajectory().n_atoms == 10
     assert data.atom_names[0].endswith("CH3")
-    assert data.metadata["units"]["p"] == "amu nm/ps"
+    assert data.info.units["p"] == "amu nm/ps"
     trajs = io.load(path, select="heavy")
     narrower = phase.from_trajectories(trajs, select="name CA or name CB or name C")
-    assert narrower.metadata["selection"] == "(heavy) and (name CA or name CB or name C)"
+    assert narrower.info.selection == "(heavy) and (name CA or name CB or name C)"
     names = {ala.topology.atom(i).name for i in narrower.atom_indices}
     assert names == {"CA", "CB", "C"}
 

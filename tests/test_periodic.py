@@ -75,7 +75,7 @@ def test_trained_models_match(whole_and_wrapped, tmp_path):
         assert main(["train", str(whole_and_wrapped[key]), "--temperature", "300",
                      "--epochs", "1", "--couplings", "1", "--hidden", "8",
                      "--out", str(models[key])]) == 0
-    frames = io.load(whole_and_wrapped["whole"])[0]
+    frames = io.load(whole_and_wrapped["whole"])[0].traj
     cvs = [NCTModel.load(models[key]).transform(frames, 3) for key in models]
     np.testing.assert_allclose(cvs[1], cvs[0], atol=1e-5)
 
@@ -101,7 +101,7 @@ def test_report_and_interpolation_match(whole_and_wrapped, small_model_file, tmp
             assert got == pytest.approx(value, rel=1e-4, abs=1e-4)
     model = NCTModel.load(small_model_file)
     paths = [interpolate(model, t[3], t[900], n_frames=5)
-             for t in (io.load(whole_and_wrapped[key])[0] for key in ("whole", "triclinic"))]
+             for t in (io.load(whole_and_wrapped[key])[0].traj for key in ("whole", "triclinic"))]
     np.testing.assert_allclose(paths[1].xyz, paths[0].xyz, atol=1e-5)
 
 
@@ -115,9 +115,9 @@ def test_gromacs_style_xtc_gro(whole_and_wrapped, small_model_file, tmp_path):
     assert main(["cvs", str(small_model_file), str(tmp_path / "w.xtc"), "--top",
                  str(tmp_path / "w.gro"), "--out", str(out)]) == 0
     table = np.loadtxt(out, delimiter=",", skiprows=1)
-    expected = NCTModel.load(small_model_file).transform(io.load(whole_and_wrapped["whole"])[0])
-    np.testing.assert_allclose(table[:, 1], io.load(whole_and_wrapped["whole"])[0].time,
-                               atol=1e-3)
+    (whole,) = io.load(whole_and_wrapped["whole"])
+    expected = NCTModel.load(small_model_file).transform(whole.traj)
+    np.testing.assert_allclose(table[:, 1], whole.times, atol=1e-3)
     scale = np.abs(expected).max()
     assert np.abs(table[:, 2:] - expected).max() < 0.02 * scale
 

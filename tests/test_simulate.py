@@ -12,13 +12,10 @@ import pytest
 from nct_md.cli import main
 from nct_md.errors import NCTInputError
 from nct_md.md import io, phase
-from nct_md.md.simulate import (
-    available_platforms,
-    build_system,
-    choose_platform,
-    simulate,
-    wrap_atoms,
-)
+from nct_md.md.langevin import available_platforms, choose_platform
+from nct_md.md.simulate import simulate, wrap_atoms
+from nct_md.md.system import build_system
+from nct_md.md.thermo import kt
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 DATASET = DATA / "alanine-dipeptide-300K"
@@ -36,21 +33,21 @@ def test_cli_20_ps_reads_back_with_velocities(tmp_path, ala_pdb, capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["n_frames"] == 20 and summary["timestep_fs"] == 2.0
     assert summary["platform"] in available_platforms() and summary["ns_per_day"] > 0
-    (traj,) = io.load(out)
-    assert traj.n_frames == 20 and traj.n_atoms == 22
-    assert traj.velocities is not None and np.isfinite(traj.velocities).all()
-    assert np.abs(traj.velocities).max() > 0
-    np.testing.assert_allclose(traj.time, np.arange(1, 21) * 1.0)
+    (chunk,) = io.load(out)
+    assert chunk.traj.n_frames == 20 and chunk.traj.n_atoms == 22
+    assert chunk.velocities is not None and np.isfinite(chunk.velocities).all()
+    assert np.abs(chunk.velocities).max() > 0
+    np.testing.assert_allclose(chunk.times, np.arange(1, 21) * 1.0)
     info = io.read_provenance(out)
     assert info["temperature"] == 300.0 and info["constraints"] == "hbonds"
     assert info["solvent"] == "obc" and info["seed"] == 3
     assert info["nonbonded_method"] == "NoCutoff" and info["box_nm"] is None
-    assert info["ensemble"] == "nvt" and traj.unitcell_lengths is None
+    assert info["ensemble"] == "nvt" and chunk.traj.unitcell_lengths is None
     data = phase.load_phase_space(out)  # temperature and constraints from the file
-    assert data.has_velocities and data.metadata["constraints"] == "hbonds"
-    assert data.metadata["n_constrained_in_selection"] == 12
+    assert data.has_velocities and data.info.constraints == "hbonds"
+    assert data.info.n_constrained_in_selection == 12
     # 20 frames of 48 unconstrained internal dof at 300 K: mean kinetic energy near 24 kT
-    assert 15 < data.kinetic_energy().mean().item() / phase.kt(300.0) < 33
+    assert 15 < data.kinetic_energy().mean().item() / kt(300.0) < 33
     assert not list(tmp_path.joinpath("sub").glob(".*"))  # no temporary file left behind
 
 
@@ -72,8 +69,8 @@ def test_unconstrained_vacuum_defaults_to_1_fs(tmp_path, ala_pdb):
                        platform="Reference", progress=False)
     assert summary["timestep_fs"] == 1.0 and summary["n_constraints"] == 0
     assert summary["n_frames"] == 6 and summary["forcefield_files"] == ["amber99sbildn.xml"]
-    (traj,) = io.load(tmp_path / "v.h5")
-    np.testing.assert_allclose(traj.time, 0.5 * np.arange(1, 7))
+    (chunk,) = io.load(tmp_path / "v.h5")
+    np.testing.assert_allclose(chunk.times, 0.5 * np.arange(1, 7))
 
 
 def test_start_structure_and_seed_reproducible(tmp_path, ala_pdb, ala):
@@ -252,11 +249,11 @@ def _phi(paths):
 def test_shipped_dataset(ala_pdb):
     paths = sorted(DATASET.glob("*.h5"))
     assert len(paths) >= 4, f"reference data set missing from {DATASET}"
-    trajs = io.load(paths)
-    assert sum(len(t) for t in trajs) >= 20_000
-    for traj in trajs:
-        assert traj.velocities is not None and traj.n_atoms == 22
-        np.testing.assert_allclose(np.diff(traj.time), 1.0)
+    chunks = io.load(paths)
+    assert sum(len(c) for c in chunks) >= 20_000
+    for chunk in chunks:
+        assert chunk.velocities is not None and chunk.traj.n_atoms == 22
+        np.testing.assert_allclose(np.diff(chunk.times), 1.0)
     for path in paths:
         info = io.read_provenance(path)
         assert info["temperature"] == 300.0 and info["solvent"] == "obc"

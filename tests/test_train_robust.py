@@ -75,9 +75,9 @@ def test_interrupt_keeps_checkpoint_and_resume_matches_uninterrupted(interrupted
     assert not checkpoint.exists()
     assert train(ala_data_files, tmp_path / "whole.pt") == 0
     resumed, whole = NCTModel.load(out), NCTModel.load(tmp_path / "whole.pt")
-    assert resumed.metadata["training"]["epoch_losses"] == \
-        whole.metadata["training"]["epoch_losses"]
-    assert len(resumed.metadata["training"]["epoch_losses"]) == 4
+    assert resumed.info.training.epoch_losses == \
+        whole.info.training.epoch_losses
+    assert len(resumed.info.training.epoch_losses) == 4
     assert torch.equal(flat(resumed), flat(whole))
 
 
@@ -109,7 +109,7 @@ def test_restart_starts_fresh(interrupted, ala_data_files, capsys):
     assert train(ala_data_files, out, "--lr", "0.001", "--restart") == 0
     err = capsys.readouterr().err
     assert "resuming" not in err and "epoch 1/4" in err
-    assert NCTModel.load(out).metadata["training"]["hyperparameters"]["lr"] == 0.001
+    assert NCTModel.load(out).info.training.hyperparameters.lr == 0.001
 
 
 def test_corrupt_or_truncated_checkpoint_is_one_line(interrupted, ala_data_files, capsys):
@@ -197,7 +197,7 @@ def test_protein_with_fewer_frames_than_dof_trains(tmp_path, capsys):
     assert ("nct-md train: warning: 79 training frames (of 98) for 636 degrees of freedom, fewer "
             "than 2 per degree of freedom: the Gaussian start shrinks the covariance") in err
     model = NCTModel.load(out)
-    assert 0 < model.metadata["gaussian_start_shrinkage"] <= 1
+    assert 0 < model.info.gaussian_start_shrinkage <= 1
     cvs = model.transform(md.load(files[0], top=files[2]), 2)
     assert cvs.shape == (98, 2) and np.isfinite(cvs).all()
     assert np.isfinite(model.frequencies).all()

@@ -46,6 +46,7 @@ def test_interpolate_writes_pdb_html_and_plots(model_file, tmp_path, capsys):
     (["--to-frame", "1", "--modes", "0"], "modes"),
     (["--to-frame", "1", "--others", "b"], "invalid choice"),
     (["--to-frame", "1", "--html", "page.txt"], "--html must end in .html"),
+    (["--to-frame", "1", "--frames", "1"], "--frames must be"),
 ])
 def test_interpolate_bad_input_is_one_line_exit_2(model_file, tmp_path, capsys, extra,
                                                   message):
@@ -74,3 +75,13 @@ def test_interpolate_help(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["interpolate", "--help"])
     assert exc.value.code == 0 and "--from-frame" in capsys.readouterr().out
+
+
+def test_library_names_parameters(model_file, tmp_path):
+    from nct_md.errors import NCTInputError
+    from nct_md.viz.interpolate_files import interpolate_to_files
+
+    with pytest.raises(NCTInputError, match="^to_frame 100000 is outside"):
+        interpolate_to_files(model_file, TRAJ, 0, 100000, tmp_path / "p.pdb")
+    summary = interpolate_to_files(model_file, TRAJ, 0, -1, tmp_path / "p.pdb", n_frames=3)
+    assert summary["n_frames"] == 3 and summary["to_frame"] == md.load(str(TRAJ)).n_frames - 1

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from nct_md.cv.reference import phi_psi
 from nct_md.errors import NCTInputError
 from nct_md.estimator import NCT
-from nct_md.md import phase
 from nct_md.md.phase import load_phase_space
 from nct_md.model import NCTModel
-from nct_md.viz import decode_path, interpolate, latent_coordinates, phi_psi, traverse
+from nct_md.viz import decode_path, interpolate, latent_coordinates, traverse
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 FILES = sorted((DATA / "alanine-dipeptide-300K").glob("*.h5"))
@@ -70,8 +70,7 @@ def test_path_frames_topology_and_frame(model, frames):
     com = np.einsum("fni,n->fi", path.xyz, masses / masses.sum())
     np.testing.assert_allclose(com, 0, atol=1e-5)
     # already superposed (mass-weighted) on the reference: superposing again moves nothing
-    reference = model.preprocessing.reference.numpy()
-    aligned, rotations = phase.superpose(path.xyz, reference, masses)
+    aligned, rotations = model.preprocessing.frame.superpose(path.xyz)
     np.testing.assert_allclose(rotations, np.broadcast_to(np.eye(3), rotations.shape), atol=1e-4)
     np.testing.assert_allclose(aligned, path.xyz, atol=1e-5)
 
@@ -195,11 +194,11 @@ def all_frames() -> md.Trajectory:
 def test_acceptance_basin_to_alphar_with_two_modes(start, trained_model, all_frames):
     """k = 2: the ends within 10 degrees in Phi and Psi, bonds within 10 % along the path."""
     model, k = trained_model, 2
-    phi, psi = phi_psi(all_frames)
+    phi, psi = np.degrees(phi_psi(all_frames))
     a = _representative(model, all_frames, phi, psi, start, k)
     b = _representative(model, all_frames, phi, psi, "alphaR", k)
     path = interpolate(model, all_frames[a], all_frames[b], n_frames=20, modes=k)
-    path_phi, path_psi = phi_psi(path)
+    path_phi, path_psi = np.degrees(phi_psi(path))
     errors = np.abs(_wrap([path_phi[0] - phi[a], path_psi[0] - psi[a],
                            path_phi[-1] - phi[b], path_psi[-1] - psi[b]]))
     bonds = np.array([[x.index, y.index] for x, y in model.topology.bonds])

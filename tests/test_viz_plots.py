@@ -8,8 +8,9 @@ import mdtraj as md
 import numpy as np
 import pytest
 
+from nct_md.cv.reference import phi_psi
 from nct_md.errors import NCTInputError
-from nct_md.viz import path_angles, phi_psi, ramachandran, save_figure
+from nct_md.viz import path_angles, ramachandran, save_figure
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -27,8 +28,8 @@ def path(data) -> md.Trajectory:
 
 def test_phi_psi_matches_mdtraj(data):
     phi, psi = phi_psi(data)
-    np.testing.assert_allclose(np.radians(phi), md.compute_phi(data)[1][:, 0], atol=1e-6)
-    np.testing.assert_allclose(np.radians(psi), md.compute_psi(data)[1][:, 0], atol=1e-6)
+    np.testing.assert_allclose(phi, md.compute_phi(data)[1][:, 0], atol=1e-6)
+    np.testing.assert_allclose(psi, md.compute_psi(data)[1][:, 0], atol=1e-6)
 
 
 def test_phi_psi_needs_a_peptide():
@@ -43,7 +44,7 @@ def test_phi_psi_needs_a_peptide():
 def test_ramachandran_draws_path_over_density(data, path, tmp_path):
     fig = ramachandran(path, [data[:300], data[300:]], title="C5 path")
     ax = fig.axes[0]
-    phi, psi = phi_psi(path)
+    phi, psi = np.degrees(phi_psi(path))
     markers = [line for line in ax.lines if line.get_label() == "path"]
     assert len(markers) == 1
     np.testing.assert_allclose(markers[0].get_xdata(), phi)
@@ -60,7 +61,7 @@ def test_ramachandran_draws_path_over_density(data, path, tmp_path):
 def test_path_angles_are_unwrapped_along_the_path(path, tmp_path):
     fig = path_angles(path)
     lines = fig.axes[0].lines
-    phi, psi = phi_psi(path)
+    phi, psi = np.degrees(phi_psi(path))
     for line, values in zip(lines, (phi, psi), strict=True):
         np.testing.assert_allclose(line.get_xdata(), np.linspace(0, 1, path.n_frames))
         y = np.asarray(line.get_ydata())

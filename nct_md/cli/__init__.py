@@ -1,7 +1,10 @@
 """The ``nct-md`` command: a thin layer over the Python API.
 
 Each sub-command lives in its own module of this package and exposes ``add_parser(subparsers)``,
-which registers the sub-command and sets ``func`` (called with the parsed arguments).
+which registers the sub-command and sets ``func`` (called with the parsed arguments): it parses
+arguments and calls one library function, imported inside ``func`` so that ``nct-md --help``
+imports neither torch nor OpenMM. Option names are the library's parameter names; a sub-command
+may set ``flags`` (:func:`param_flags`) so that an error naming a parameter names its flag.
 
 ``main`` turns a user's mistake (:class:`~nct_md.errors.NCTInputError`, or an operating-system
 error such as a missing or unwritable file) into one line on stderr and exit code 2, and Ctrl-C
@@ -43,6 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def param_flags(parser: argparse.ArgumentParser, *params: str) -> dict[str, str]:
+    """Library parameter name -> flag of ``parser`` for ``params`` (default: every option)."""
+    return {action.dest: action.option_strings[-1] for action in parser._actions
+            if action.option_strings and action.dest != "help" and (not params
+                                                                    or action.dest in params)}
+
+
+def options(args: argparse.Namespace) -> dict:
+    """The parsed options as keyword arguments of the library call."""
+    return {k: v for k, v in vars(args).items() if k not in ("command", "func", "flags")}
+
+
 def _raise_interrupted(signum: int, frame: object) -> None:
     raise NCTInterrupted(f"stopped by {signal.Signals(signum).name}")
 
@@ -70,6 +85,12 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
+def _flag_named(text: str, flags: dict[str, str]) -> str:
+    """``text`` with a leading parameter name of ``flags`` replaced by its flag."""
+    name, space, rest = text.partition(" ")
+    return f"{flags[name]} {rest}" if space and name in flags else text
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 success, 2 bad input, 130 interrupted)."""
     args = build_parser().parse_args(argv)
@@ -77,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         with _sigterm_as_interrupt():
             args.func(args)
     except (NCTInputError, OSError) as exc:
-        print(f"nct-md {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        text = _one_line(exc)
+        if isinstance(exc, NCTInputError):
+            text = _flag_named(text, getattr(args, "flags", {}))
+        print(f"nct-md {args.command}: error: {text}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         what = _one_line(exc) if isinstance(exc, NCTInterrupted) else "interrupted"

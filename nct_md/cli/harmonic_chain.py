@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from nct_md.atomic import atomic_path, check_output
-from nct_md.errors import NCTInputError
+from nct_md.cli import param_flags
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,38 +22,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="nonlinear affine-coupling layers before the linear one (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     parser.add_argument("--out", type=Path, required=True, help="output JSON file")
-    parser.set_defaults(func=run)
-
-
-def default_steps(n: int) -> int:
-    """Optimiser steps that reach 1% frequency accuracy (measured up to n = 32)."""
-    return max(2000, 250 * n)
-
-
-def print_table(result: dict) -> None:
-    """Print learned vs analytic frequencies and free energies."""
-    print(f"harmonic chain n = {result['n']}")
-    print(f"{'k':>3} {'learned':>10} {'analytic':>10} {'rel. error':>11}")
-    for k, (w, w0) in enumerate(zip(result["learned"], result["analytic"], strict=True), 1):
-        print(f"{k:>3} {w:>10.5f} {w0:>10.5f} {w / w0 - 1:>+11.2e}")
-    print(f"free energy {result['free_energy']:.4f} +- {result['free_energy_stderr']:.4f} kT, "
-          f"exact {result['free_energy_exact']:.4f} kT")
+    parser.set_defaults(func=run, flags=param_flags(parser))
 
 
 def run(args: argparse.Namespace) -> None:
-    from nct_md.systems.harmonic_chain import fit_harmonic_chain
+    from nct_md.systems.harmonic_chain import harmonic_chain_to_file, summary_text
 
-    if args.n < 2:
-        raise NCTInputError(f"--n must be at least 2 (got {args.n})")
-    if args.out.suffix != ".json":
-        raise NCTInputError(f"--out must end in .json (got {args.out})")
-    steps = args.steps if args.steps is not None else default_steps(args.n)
-    if steps < 1:
-        raise NCTInputError(f"--steps must be positive (got {steps})")
-    check_output(args.out, args.overwrite)
-    result = fit_harmonic_chain(args.n, seed=args.seed, steps=steps,
-                                n_couplings=args.couplings).to_json()
-    with atomic_path(args.out, overwrite=args.overwrite) as tmp:
-        tmp.write_text(json.dumps(result, indent=2))
-    print_table(result)
+    result = harmonic_chain_to_file(args.n, args.out, seed=args.seed, steps=args.steps,
+                                    n_couplings=args.couplings, overwrite=args.overwrite)
+    print(summary_text(result))
     print(f"wrote {args.out}")

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from nct_md.md.simulate import FORCEFIELDS
+from nct_md.md.choices import CONSTRAINTS, FORCEFIELDS, SOLVENTS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -35,9 +35,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="Gaussian widths in ps, one per biased CV (default 0.3 / w)")
     parser.add_argument("--forcefield", default="amber99sbildn", choices=sorted(FORCEFIELDS),
                         help="force field (default amber99sbildn)")
-    parser.add_argument("--solvent", default="obc", choices=("obc", "vacuum"),
+    parser.add_argument("--solvent", default="obc", choices=SOLVENTS,
                         help="OBC implicit solvent or vacuum (default obc)")
-    parser.add_argument("--constraints", default="hbonds", choices=("hbonds", "none"),
+    parser.add_argument("--constraints", default="hbonds", choices=CONSTRAINTS,
                         help="constrain bonds to hydrogen or nothing (default hbonds)")
     parser.add_argument("--timestep-fs", type=float, default=None,
                         help="time step in fs (default 2 with hbonds, 1 without constraints)")

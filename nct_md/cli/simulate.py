@@ -5,14 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from nct_md.md.simulate import (
-    ALL_SOLVENTS,
-    DEFAULT_TIMESTEP_FS,
-    ENSEMBLES,
-    FORCEFIELDS,
-    POSITIONS,
-    simulate,
-)
+from nct_md.cli import options
+from nct_md.md import choices
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -28,15 +22,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--pdb", required=True, help="structure with all hydrogens (.pdb/.cif)")
     parser.add_argument("--out", required=True, help="output trajectory, .h5")
-    parser.add_argument("--forcefield", default="amber99sbildn", choices=sorted(FORCEFIELDS),
+    parser.add_argument("--forcefield", default="amber99sbildn",
+                        choices=sorted(choices.FORCEFIELDS),
                         help="force field (default: amber99sbildn)")
-    parser.add_argument("--solvent", default="obc", choices=ALL_SOLVENTS,
+    parser.add_argument("--solvent", default="obc", choices=choices.ALL_SOLVENTS,
                         help="OBC implicit solvent, vacuum or TIP3P water (default: obc)")
     parser.add_argument("--padding-nm", type=float, default=1.0,
                         help="tip3p: smallest solute-image distance, sets the box (default: 1)")
-    parser.add_argument("--ensemble", default="nvt", choices=ENSEMBLES,
+    parser.add_argument("--ensemble", default="nvt", choices=choices.ENSEMBLES,
                         help="tip3p production at fixed volume or 1 bar (default: nvt)")
-    parser.add_argument("--positions", default="whole", choices=POSITIONS,
+    parser.add_argument("--positions", default="whole", choices=choices.POSITIONS,
                         help="tip3p: whole molecules or atoms wrapped (default: whole)")
     parser.add_argument("--temperature", type=float, default=300.0,
                         help="temperature in K (default: 300)")
@@ -46,12 +41,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="frame spacing in ps (default: 1)")
     parser.add_argument("--seed", type=int, default=None,
                         help="random seed (default: random, reported at the end)")
-    parser.add_argument("--constraints", default="hbonds", choices=("hbonds", "none"),
+    parser.add_argument("--constraints", default="hbonds", choices=choices.CONSTRAINTS,
                         help="constrain bonds to hydrogen or nothing (default: hbonds)")
+    steps = ", ".join(f"{v:g} with {k}" for k, v in choices.DEFAULT_TIMESTEP_FS.items())
     parser.add_argument("--timestep-fs", type=float, default=None,
-                        help="time step in fs (default: "
-                        + ", ".join(f"{v:g} with {k}" for k, v in DEFAULT_TIMESTEP_FS.items())
-                        + ")")
+                        help=f"time step in fs (default: {steps})")
     parser.add_argument("--platform", default=None,
                         help="OpenMM platform (default: the fastest, measured at start)")
     parser.add_argument("--start", default=None, metavar="FRAME_PDB",
@@ -66,14 +60,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Run the simulation and print a one-line JSON summary on stdout."""
-    summary = simulate(
-        pdb=args.pdb, out=args.out, forcefield=args.forcefield, solvent=args.solvent,
-        temperature=args.temperature, ns=args.ns, save_every_ps=args.save_every_ps,
-        seed=args.seed, constraints=args.constraints, timestep_fs=args.timestep_fs,
-        platform=args.platform, start=args.start, equilibrate_ps=args.equilibrate_ps,
-        padding_nm=args.padding_nm, ensemble=args.ensemble, positions=args.positions,
-        overwrite=args.overwrite, progress=not args.quiet,
-    )
+    from nct_md.md.simulate import simulate
+
+    settings = options(args)
+    progress = not settings.pop("quiet")
+    summary = simulate(**settings, progress=progress)
     keys = ("out", "n_frames", "n_atoms", "temperature", "solvent", "ensemble", "cutoff_nm",
             "constraints", "timestep_fs", "platform", "seed", "ns_per_day", "wall_s")
     print(json.dumps({key: summary[key] for key in keys}))

@@ -7,7 +7,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from nct_md.errors import NCTInputError
+from nct_md.cli import options, param_flags
 
 #: integer options: (flag, default, help)
 INTEGERS = (("epochs", 40, "training epochs"), ("couplings", 8, "coupling layers"),
@@ -54,7 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--out", type=Path, required=True, help="model file to write")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, flags=param_flags(parser))
 
 
 def _warning_line(message: Warning | str, *args: object) -> None:
@@ -64,15 +64,7 @@ def _warning_line(message: Warning | str, *args: object) -> None:
 def run(args: argparse.Namespace) -> None:
     from nct_md.train.files import train_files
 
-    settings = {k: v for k, v in vars(args).items() if k not in ("command", "func")}
-    settings["objective"] = args.objective.replace("-", "_")
+    settings = options(args) | {"objective": args.objective.replace("-", "_")}
     with warnings.catch_warnings():
         warnings.showwarning = _warning_line
-        try:
-            train_files(**settings)
-        except NCTInputError as exc:  # name the flag where the library names a parameter
-            name, must, rest = str(exc).partition(" must ")
-            if not must or name not in settings:
-                raise
-            flag = "couplings" if name == "n_couplings" else name.replace("_", "-")
-            raise NCTInputError(f"--{flag} must {rest}") from None
+        train_files(**settings)

@@ -48,9 +48,8 @@ def iter_cvs(model: NCTModel, paths: Sequence[str | os.PathLike],
     model.check_separable()
     topology = io.load_topology(top, io.as_paths(paths))
     atoms = model.select_atoms(topology)
-    for index, traj in io.iterload(paths, topology, atoms, chunk=chunk, stride=stride,
-                                   dt_ps=dt_ps):
-        yield index, np.asarray(traj.time, np.float64), model.transform_selected(traj.xyz, n_cvs)
+    for part in io.iterload(paths, topology, atoms, chunk=chunk, stride=stride, dt_ps=dt_ps):
+        yield part.traj_index, part.times, model.transform_selected(part.traj.xyz, n_cvs)
 
 
 def output_format(path: str | os.PathLike) -> str:

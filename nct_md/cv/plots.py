@@ -11,9 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from nct_md.atomic import atomic_path  # noqa: E402
+from nct_md.md.thermo import kt  # noqa: E402
 from nct_md.model import per_ps_to_wavenumber  # noqa: E402
-
-KB = 0.0083144626  # kJ/(mol K)
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
@@ -42,7 +41,7 @@ def free_energy_surface(cv1: np.ndarray, cv2: np.ndarray, temperature: float, pa
     """``-kT ln p(CV1, CV2)`` in kJ/mol, minimum at 0."""
     hist, xe, ye = np.histogram2d(cv1, cv2, bins=bins, density=True)
     with np.errstate(divide="ignore"):
-        fes = -KB * temperature * np.log(hist.T)
+        fes = -kt(temperature) * np.log(hist.T)
     fes -= np.nanmin(fes[np.isfinite(fes)])
     fig, ax = plt.subplots(figsize=(5, 4))
     mesh = ax.pcolormesh(xe, ye, np.where(np.isfinite(fes), fes, np.nan), cmap="viridis")

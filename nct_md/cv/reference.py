@@ -1,24 +1,61 @@
-"""Reference coordinates for judging CVs: backbone torsions and Ramachandran basins."""
+"""Reference coordinates for judging CVs: backbone torsions and Ramachandran basins.
+
+:func:`phi_psi` is the one place Phi and Psi are computed (radians); plots and sample
+diagnostics convert to degrees where they show them.
+"""
 
 from __future__ import annotations
 
 import mdtraj as md
 import numpy as np
 
+from nct_md.errors import NCTInputError
+
 #: Basin labels, in the order of the integer codes returned by :func:`ramachandran_basin`.
 BASINS = ("C5/beta", "C7eq/PII", "alphaR", "C7ax", "alphaL")
 
 
-def backbone_torsions(traj: md.Trajectory) -> dict[str, np.ndarray]:
-    """Phi and Psi (radians, ``(n_frames,)``) when the topology has exactly one of each.
+def torsion_atoms(topology: md.Topology) -> tuple[np.ndarray, np.ndarray]:
+    """Atom quadruplets (0-based) of every backbone Phi ``(n_phi, 4)`` and Psi ``(n_psi, 4)``."""
+    frame = md.Trajectory(np.zeros((1, topology.n_atoms, 3)), topology)
+    return md.compute_phi(frame)[0], md.compute_psi(frame)[0]
 
-    Returns an empty dict for molecules without a single Phi/Psi pair (e.g. no backbone).
+
+def phi_psi(traj: md.Trajectory) -> tuple[np.ndarray, np.ndarray]:
+    """Backbone torsions Phi and Psi of the first residue that has both.
+
+    Returns
+    -------
+    phi, psi : ndarray, shape ``(n_frames,)``, radians in ``(-pi, pi]`` (float32, as mdtraj)
+
+    Raises
+    ------
+    NCTInputError
+        If no residue has both torsions (they need the C-N-CA-C-N backbone atoms).
     """
-    _, phi = md.compute_phi(traj)
-    _, psi = md.compute_psi(traj)
-    if phi.shape[1] != 1 or psi.shape[1] != 1:
+    phi_atoms, psi_atoms = torsion_atoms(traj.topology)
+    pairs = [(a, b) for a in phi_atoms for b in psi_atoms if a[2] == b[1]]  # the same CA
+    if not pairs:
+        raise NCTInputError("the topology has no residue with both Phi and Psi (atoms C-N-CA-C-N "
+                            "of a peptide backbone); Ramachandran angles need a peptide")
+    angles = md.compute_dihedrals(traj, np.asarray(pairs[0]))
+    return angles[:, 0], angles[:, 1]
+
+
+def backbone_torsions(traj: md.Trajectory) -> dict[str, np.ndarray]:
+    """:func:`phi_psi` (radians, float64, ``(n_frames,)``) when the topology has exactly one
+    Phi and one Psi, on the same residue (a dipeptide).
+
+    Returns an empty dict for other molecules (no backbone, or several residues).
+    """
+    phi_atoms, psi_atoms = torsion_atoms(traj.topology)
+    if len(phi_atoms) != 1 or len(psi_atoms) != 1:
         return {}
-    return {"phi": phi[:, 0].astype(np.float64), "psi": psi[:, 0].astype(np.float64)}
+    try:
+        phi, psi = phi_psi(traj)
+    except NCTInputError:
+        return {}
+    return {"phi": phi.astype(np.float64), "psi": psi.astype(np.float64)}
 
 
 def ramachandran_basin(phi: np.ndarray, psi: np.ndarray) -> np.ndarray:

@@ -42,7 +42,7 @@ class Features:
         cvs, coords, torsions, times = [], [], [], []
         for traj in trajs:
             atoms = model.select_atoms(traj.topology)
-            q = model.positions_from_xyz(traj.xyz[:, atoms])  # superposed once, used twice
+            q = model.preprocessing.superpose(traj.xyz[:, atoms])  # superposed once, used twice
             coords.append(q.double().cpu().numpy())
             with torch.no_grad():
                 cvs.append(model.cvs(q, k_max).double().cpu().numpy())

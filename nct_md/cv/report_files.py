@@ -28,10 +28,10 @@ FILES = ["report.json", "spectrum.png", "fes_cv1_cv2.png", "cv_timeseries.png",
 def training_files(model: NCTModel, model_path: Path) -> tuple[list[Path], Path | None]:
     """The training trajectories and topology recorded in the model (relative to its file), or
     ``([], None)`` when they are not all found."""
-    info = model.metadata.get("training", {})
+    training = model.info.training
     where = Path(model_path).resolve().parent
-    files = [where / f for f in info.get("files", [])]
-    top = info.get("topology_file")
+    files = [where / f for f in (training.files or [])] if training else []
+    top = training.topology_file if training else None
     if files and all(f.is_file() for f in files):
         return files, where / top if top else None
     return [], None
@@ -54,9 +54,10 @@ def write_report(model_path: str | os.PathLike, paths: Sequence[str | os.PathLik
     train_files, train_top = ((list(train), None) if train is not None else
                               training_files(model, Path(model_path)))
     with tqdm(total=4, desc="report", disable=None if progress else True) as bar:
-        test = io.load(paths, top, dt_ps=dt_ps)
+        test = [chunk.traj for chunk in io.load(paths, top, dt_ps=dt_ps)]
         bar.update(1)
-        fit = io.load(train_files, top or train_top, dt_ps=dt_ps) if train_files else None
+        fit = ([chunk.traj for chunk in io.load(train_files, top or train_top, dt_ps=dt_ps)]
+               if train_files else None)
         bar.update(1)
         report, held = build_report(model, test, fit, lag_ps)
         bar.update(1)
@@ -64,7 +65,7 @@ def write_report(model_path: str | os.PathLike, paths: Sequence[str | os.PathLik
             (stage / "report.json").write_text(json.dumps(report, indent=2))
             cvs = held.cat("cvs")
             plots.spectrum(model.frequencies, stage / "spectrum.png")
-            plots.free_energy_surface(cvs[:, 0], cvs[:, 1], model.metadata["temperature"],
+            plots.free_energy_surface(cvs[:, 0], cvs[:, 1], model.info.temperature,
                                       stage / "fes_cv1_cv2.png")
             plots.cv_timeseries(held.times, held.cvs, stage / "cv_timeseries.png")
             if held.has_torsions:

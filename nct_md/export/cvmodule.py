@@ -16,7 +16,8 @@ Pipeline of :class:`CVModule` for a batch ``x`` of shape ``(B, 3N)`` (``x1, y1, 
    (rigid-body-free) basis, centring, principal axes, 1/sqrt(kT)) and every linear point
    transformation of the flow, merged in float64 into as few ``x @ W + b`` maps as possible;
    the last one also picks the k slowest latent coordinates.
-3. :class:`Coupling` stages: the flow's affine-coupling point transformations, each working on
+3. :class:`ScriptedCoupling` stages: the flow's affine-coupling point transformations (the
+   TorchScript counterpart of :class:`nct_md.flows.AffineCoupling`), each working on
    coordinates permuted into (conditioning, transformed) order by the preceding affine stage.
 
 Derivatives
@@ -199,7 +200,7 @@ class Affine(nn.Module):
         return torch.mm(grad, self.weight_t)
 
 
-class Coupling(nn.Module):
+class ScriptedCoupling(nn.Module):
     """Affine-coupling point transformation on split-ordered coordinates ``[q_a, q_b]``.
 
     ``Q_a = q_a`` and ``Q_b = q_b exp(s) + t`` with ``h = silu(... silu(L_1 q_a))`` through the
@@ -279,7 +280,7 @@ class CVNetwork(nn.Module):
     superposition : Superposition
         In float64 (it runs in float64 whatever the network's dtype: a float32 superposition
         costs as much accuracy as the whole float32 network).
-    stages : list of Affine / Coupling modules
+    stages : list of Affine / ScriptedCoupling modules
         Applied in order to the ``(B, 3N)`` superposed, flattened frames.
     head : Affine
         Last map, to ``(B, n_cvs)``; its dtype is the network's computing dtype.

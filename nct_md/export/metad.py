@@ -27,18 +27,23 @@ from openmm import app, unit
 from tqdm.auto import tqdm
 
 from nct_md.atomic import atomic_path
+from nct_md.cv.reference import phi_psi
 from nct_md.errors import NCTInputError
 from nct_md.export.openmm_force import bias_variables
 from nct_md.export.plumed import default_widths
 from nct_md.export.torchscript import cv_module
-from nct_md.md.phase import check_temperature
-from nct_md.md.simulate import (
-    CONSTRAINTS,
-    DEFAULT_TIMESTEP_FS,
-    FORCEFIELDS,
-    FRICTION_PER_PS,
-    available_platforms,
+from nct_md.md.langevin import (
+    check_platform,
+    check_positive,
+    choose_platform,
+    frame_steps,
+    langevin_integrator,
+    platform_properties,
+    time_step,
 )
+from nct_md.md.simulate import read_structure
+from nct_md.md.system import build_system, check_choices
+from nct_md.md.thermo import check_temperature
 from nct_md.model import NCTModel
 
 #: Grid half-range of each biased CV in units of its latent standard deviation ``1 / w``.
@@ -63,58 +68,29 @@ def phi_sign_changes(phi: np.ndarray) -> int:
     return int(np.count_nonzero(signs[1:] * signs[:-1] < 0))
 
 
-def _system(pdb: app.PDBFile, forcefield: str, solvent: str, constraints: str
-            ) -> openmm.System:
-    if forcefield not in FORCEFIELDS:
-        raise NCTInputError(f"unknown force field '{forcefield}'; use one of "
-                            f"{', '.join(FORCEFIELDS)}")
-    if solvent not in ("obc", "vacuum"):
-        raise NCTInputError(f"unknown solvent '{solvent}'; use obc or vacuum")
-    if constraints not in CONSTRAINTS:
-        raise NCTInputError(f"unknown constraints '{constraints}'; use hbonds or none")
-    files = FORCEFIELDS[forcefield] if solvent == "obc" else FORCEFIELDS[forcefield][:1]
-    try:
-        return app.ForceField(*files).createSystem(pdb.topology, nonbondedMethod=app.NoCutoff,
-                                                   constraints=CONSTRAINTS[constraints])
-    except ValueError as exc:
-        raise NCTInputError(f"{forcefield} cannot parameterise the PDB "
-                            f"({str(exc).splitlines()[0]})") from None
-
-
-def _read_pdb(path: str | Path, model: NCTModel) -> app.PDBFile:
-    path = Path(path)
-    if not path.is_file():
-        raise NCTInputError(f"PDB file '{path}' not found; check the path")
-    try:
-        pdb = app.PDBFile(str(path))
-    except (ValueError, KeyError, IndexError, OSError) as exc:
-        raise NCTInputError(f"cannot read PDB '{path}': {exc}; check the file") from None
-    model.select_atoms(md.Topology.from_openmm(pdb.topology))  # raises if it does not match
-    return pdb
-
-
-def _check_settings(ns: float, save_every_ps: float, timestep_fs: float, pace: int,
-                    n_biased: int, model: NCTModel, bias_factor: float, height: float,
-                    platform: str) -> int:
-    """Validate; return steps per saved frame."""
-    for name, value in (("ns", ns), ("save-every-ps", save_every_ps),
-                        ("timestep-fs", timestep_fs), ("height", height)):
-        if not np.isfinite(value) or value <= 0:
-            raise NCTInputError(f"--{name} must be positive, got {value}")
+def _check_settings(ns: float, save_every_ps: float, pace: int, n_biased: int, model: NCTModel,
+                    bias_factor: float, height: float) -> None:
+    """Refuse bad run lengths and bias settings (the rest is checked by :mod:`nct_md.md`)."""
+    for name, value in (("ns", ns), ("save-every-ps", save_every_ps), ("height", height)):
+        check_positive(name, value)
     if not bias_factor > 1:
         raise NCTInputError(f"--bias-factor must be > 1, got {bias_factor}")
     if pace < 1:
         raise NCTInputError(f"--pace must be a positive number of steps, got {pace}")
     if not 1 <= n_biased <= min(3, model.preprocessing.n_dof):
         raise NCTInputError(f"--n-biased must be 1, 2 or 3, got {n_biased}")
-    if platform not in available_platforms():
-        raise NCTInputError(f"OpenMM platform '{platform}' is not available; use one of "
-                            f"{', '.join(available_platforms())}")
-    steps = save_every_ps * 1000.0 / timestep_fs
-    if abs(steps - round(steps)) > 1e-6 or round(steps) < 1:
-        raise NCTInputError(f"--save-every-ps {save_every_ps} is not a whole number of "
-                            f"{timestep_fs} fs steps")
-    return round(steps)
+
+
+def _torsion_columns(traj: md.Trajectory) -> tuple[list[str], list[np.ndarray], dict]:
+    """COLVAR columns ``phi_rad``, ``psi_rad`` (:func:`nct_md.cv.reference.phi_psi`) and their
+    summary, or nothing when the topology has no residue with both torsions."""
+    try:
+        phi, psi = phi_psi(traj)
+    except NCTInputError:
+        return [], [], {}
+    summary = {"phi_sign_changes": phi_sign_changes(phi),
+               "phi_positive_fraction": float(np.mean(phi > 0))}
+    return ["phi_rad", "psi_rad"], [phi, psi], summary
 
 
 def run_metadynamics(model: NCTModel, pdb: str | Path, out_dir: str | Path, ns: float = 1.0,
@@ -123,7 +99,8 @@ def run_metadynamics(model: NCTModel, pdb: str | Path, out_dir: str | Path, ns: 
                      widths: list[float] | None = None, forcefield: str = "amber99sbildn",
                      solvent: str = "obc", constraints: str = "hbonds",
                      timestep_fs: float | None = None, save_every_ps: float = 1.0,
-                     seed: int = 0, platform: str = "Reference", progress: bool = True) -> dict:
+                     seed: int = 0, platform: str | None = "Reference",
+                     progress: bool = True) -> dict:
     """Well-tempered metadynamics biased along the ``n_biased`` slowest CVs of ``model``.
 
     Parameters
@@ -145,9 +122,13 @@ def run_metadynamics(model: NCTModel, pdb: str | Path, out_dir: str | Path, ns: 
         Gaussians.
     widths : list of float, optional
         Gaussian widths (ps); default :func:`default_bias`.
-    forcefield, solvent, constraints, timestep_fs, save_every_ps, seed, platform :
-        As in ``nct-md simulate`` (time step by default 2 fs with HBonds constraints, 1 fs
-        without); ``LangevinMiddleIntegrator`` with friction 1/ps.
+    forcefield, solvent, constraints, timestep_fs, save_every_ps, seed :
+        As in ``nct-md simulate``, with the same checks, System and integrator
+        (:mod:`nct_md.md.system`, :mod:`nct_md.md.langevin`): time step by default 2 fs with
+        HBonds constraints, 1 fs without; ``LangevinMiddleIntegrator`` with friction 1/ps. The
+        solvent is obc or vacuum (no periodic box).
+    platform : str, optional
+        OpenMM platform; None picks the fastest, measured as ``nct-md simulate`` does.
     progress : bool
         tqdm progress bar.
 
@@ -157,13 +138,15 @@ def run_metadynamics(model: NCTModel, pdb: str | Path, out_dir: str | Path, ns: 
         Settings plus ``n_frames``, ``ns_per_day``, ``wall_s``, ``phi_sign_changes`` (when the
         topology has a Phi torsion) and ``outputs`` (paths written).
     """
-    temperature = float(model.metadata["temperature"] if temperature is None else temperature)
+    temperature = float(model.info.temperature if temperature is None else temperature)
     check_temperature(temperature)
-    if timestep_fs is None:
-        timestep_fs = DEFAULT_TIMESTEP_FS.get(constraints, 1.0)
-    steps_per_frame = _check_settings(ns, save_every_ps, timestep_fs, pace, n_biased, model,
-                                      bias_factor, height, platform)
-    structure = _read_pdb(pdb, model)
+    check_choices(forcefield, solvent, constraints, periodic=False)
+    timestep_fs = time_step(constraints, timestep_fs)
+    _check_settings(ns, save_every_ps, pace, n_biased, model, bias_factor, height)
+    check_platform(platform)
+    steps_per_frame = frame_steps(save_every_ps, timestep_fs)
+    structure = read_structure(pdb, "PDB")
+    model.select_atoms(md.Topology.from_openmm(structure.topology))  # raises if no match
     out_dir = Path(out_dir)
     outputs = {name: out_dir / name for name in ("trajectory.h5", "colvar.csv",
                                                  "free_energy.npy", "metad.json")}
@@ -172,7 +155,10 @@ def run_metadynamics(model: NCTModel, pdb: str | Path, out_dir: str | Path, ns: 
     for path in (*outputs.values(), bias_dir):
         if path.exists():
             raise NCTInputError(f"output '{path}' exists; choose another folder")
-    system = _system(structure, forcefield, solvent, constraints)
+    system = build_system(structure, forcefield, solvent, constraints)
+    if platform is None:
+        xyz_nm = np.asarray(structure.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+        platform, _ = choose_platform(system, xyz_nm, temperature)
     lows, highs, default_w = default_bias(model, n_biased)
     widths = default_w if widths is None else [float(w) for w in widths]
     if len(widths) != n_biased or min(widths) <= 0:
@@ -185,12 +171,10 @@ def run_metadynamics(model: NCTModel, pdb: str | Path, out_dir: str | Path, ns: 
     meta = app.Metadynamics(system, variables, temperature * unit.kelvin, bias_factor,
                             height * unit.kilojoule_per_mole, pace, save_every, str(bias_dir))
     bias_group = system.getForce(system.getNumForces() - 1).getForceGroup()
-    integrator = openmm.LangevinMiddleIntegrator(temperature * unit.kelvin,
-                                                 FRICTION_PER_PS / unit.picosecond,
-                                                 timestep_fs * unit.femtosecond)
-    integrator.setRandomNumberSeed(seed)
+    integrator = langevin_integrator(temperature, timestep_fs, seed)
     simulation = app.Simulation(structure.topology, system, integrator,
-                                openmm.Platform.getPlatformByName(platform))
+                                openmm.Platform.getPlatformByName(platform),
+                                platform_properties(platform))
     simulation.context.setPositions(structure.positions)
     simulation.minimizeEnergy()
     simulation.context.setVelocitiesToTemperature(temperature * unit.kelvin, seed)
@@ -210,16 +194,9 @@ def run_metadynamics(model: NCTModel, pdb: str | Path, out_dir: str | Path, ns: 
                          md.Topology.from_openmm(structure.topology),
                          time=np.asarray([r[0] for r in rows]))
     columns = ["time_ps", *[f"cv{j + 1}" for j in range(len(rows[0]) - 2)], "bias_kjmol"]
-    table = np.asarray(rows)
-    summary: dict = {}
-    for name, compute in (("phi", md.compute_phi), ("psi", md.compute_psi)):
-        indices, angles = compute(traj)
-        if len(indices):
-            columns.append(f"{name}_rad")
-            table = np.column_stack([table, angles[:, 0]])
-            if name == "phi":
-                summary["phi_sign_changes"] = phi_sign_changes(angles[:, 0])
-                summary["phi_positive_fraction"] = float(np.mean(angles[:, 0] > 0))
+    torsion_names, torsions, summary = _torsion_columns(traj)
+    columns += torsion_names
+    table = np.column_stack([np.asarray(rows), *torsions])
 
     with atomic_path(outputs["trajectory.h5"], overwrite=False) as tmp:
         traj.save_hdf5(str(tmp))

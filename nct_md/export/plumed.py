@@ -16,6 +16,8 @@ from __future__ import annotations
 import mdtraj as md
 import numpy as np
 
+from nct_md.cv.reference import torsion_atoms
+
 #: Bias methods :func:`plumed_input` writes.
 BIASES = ("opes", "metad")
 #: Default Gaussian width of a biased CV in units of its latent standard deviation ``1 / w``.
@@ -34,8 +36,7 @@ def default_widths(frequencies: list[float] | np.ndarray) -> list[float]:
 def _torsions(info: dict, topology: md.Topology) -> list[tuple[str, list[int]]]:
     """``[("phi", [4 atoms, 1-based in the full system]), ...]`` for the model's backbone."""
     found = []
-    for name, compute in (("phi", md.compute_phi), ("psi", md.compute_psi)):
-        indices, _ = compute(md.Trajectory(np.zeros((1, topology.n_atoms, 3)), topology))
+    for name, indices in zip(("phi", "psi"), torsion_atoms(topology), strict=True):
         for k, quad in enumerate(indices):
             label = name if len(indices) == 1 else f"{name}{k + 1}"
             found.append((label, [info["atom_indices"][i] + 1 for i in quad]))

@@ -28,7 +28,7 @@ from torch import nn
 from nct_md import __version__
 from nct_md.atomic import atomic_path
 from nct_md.errors import NCTInputError
-from nct_md.export.cvmodule import Affine, Coupling, CVModule, CVNetwork, Superposition
+from nct_md.export.cvmodule import Affine, CVModule, CVNetwork, ScriptedCoupling, Superposition
 from nct_md.flows import (
     AffineCoupling,
     LinearPointTransform,
@@ -47,20 +47,6 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 Tensor = torch.Tensor
 
 
-def _preprocessing_affine(model: NCTModel) -> tuple[Tensor, Tensor]:
-    """``(W (3N, d), b (d,))`` with ``positions(q) = q @ W + b`` for superposed frames ``q``.
-
-    Projecting out the rigid-body directions before ``@ basis`` changes nothing (the internal
-    basis is orthogonal to them), so mass weighting, projection, centring, axes and 1/sqrt(kT)
-    are one affine map.
-    """
-    pre = model.preprocessing
-    sqrt_kt = pre.sqrt_kT.double()
-    weight = pre.sqrt_m.double()[:, None] * (pre.basis.double() @ pre.axes.double()) / sqrt_kt
-    bias = -(pre.mean.double() @ pre.axes.double()) / sqrt_kt
-    return weight, bias
-
-
 def _linear_matrix(layer: SymplecticLayer, n: int) -> Tensor:
     """``W (n, n)`` with ``layer.transform_positions(q) = q @ W`` (float64)."""
     with torch.no_grad():
@@ -72,7 +58,7 @@ def _affine(weight: Tensor, bias: Tensor, dtype: torch.dtype) -> Affine:
     return Affine(weight.detach().T.contiguous().to(dtype), bias.detach().to(dtype))
 
 
-def _coupling(layer: AffineCoupling, dtype: torch.dtype) -> tuple[Coupling, Tensor]:
+def _coupling(layer: AffineCoupling, dtype: torch.dtype) -> tuple[ScriptedCoupling, Tensor]:
     """The exported coupling and its split permutation ``P (n, n)``: ``q @ P = [q_a, q_b]``.
 
     The conditioner must be ``[Linear, SiLU] * depth + [Linear]`` (as built by
@@ -95,7 +81,7 @@ def _coupling(layer: AffineCoupling, dtype: torch.dtype) -> tuple[Coupling, Tens
     head_bias = torch.cat([last.bias[:n_b] / layer.max_log_scale, last.bias[n_b:] * scale[idx_b]])
     order = torch.cat([idx_a, idx_b])
     split = torch.eye(order.numel(), dtype=torch.float64)[:, order]
-    coupling = Coupling([_affine(h.weight, h.bias, dtype) for h in hidden],
+    coupling = ScriptedCoupling([_affine(h.weight, h.bias, dtype) for h in hidden],
                         _affine(head_weight, head_bias, dtype), layer.max_log_scale)
     return coupling, split
 
@@ -110,7 +96,7 @@ def _stages(model: NCTModel, n_cvs: int, dtype: torch.dtype) -> tuple[list[nn.Mo
     n = model.preprocessing.n_dof
     select = torch.zeros(n, n_cvs, dtype=torch.float64)
     select[model.latent.slow_order()[:n_cvs].cpu(), torch.arange(n_cvs)] = 1.0
-    weight, bias = _preprocessing_affine(model)
+    weight, bias, _, _ = model.preprocessing.affine()  # superposed frames -> model units
     stages: list[nn.Module] = []
     for layer in model.flow.layers:
         if isinstance(layer, LINEAR_LAYERS):
@@ -156,7 +142,7 @@ def cv_module(model: NCTModel, n_cvs: int = 2, dtype: torch.dtype = torch.float3
     superposition = Superposition(pre.reference.double(), pre.masses.double())
     stages, head = _stages(model, n_cvs, dtype)
     module = CVModule(CVNetwork(superposition, stages, head),
-                      list(model.metadata["atom_indices"]))
+                      list(model.info.atom_indices))
     return module.eval()
 
 
@@ -167,11 +153,11 @@ def metadata(model: NCTModel, n_cvs: int, dtype: torch.dtype) -> dict:
         "nct_md_version": __version__,
         "n_cvs": int(n_cvs),
         "n_atoms": int(model.preprocessing.masses.numel()),
-        "atom_indices": [int(i) for i in model.metadata["atom_indices"]],
+        "atom_indices": list(model.info.atom_indices),
         "atom_names": model.atom_names,
         "masses": model.preprocessing.masses.cpu().tolist(),
         "frequencies_per_ps": [float(w) for w in model.frequencies[:n_cvs]],
-        "temperature": float(model.metadata["temperature"]),
+        "temperature": model.info.temperature,
         "dtype": str(dtype).removeprefix("torch."),
         "input": "positions of atom_indices in nm, shape (batch, 3 n_atoms), x1,y1,z1,x2,...",
         "output": "n_cvs slowest latent positions Q, shape (batch, n_cvs), ps (model units)",

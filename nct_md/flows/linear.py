@@ -1,9 +1,8 @@
 """Linear symplectic layers: point transformations and shears, each exactly symplectic.
 
-A linear point transformation ``Q = A q, P = A^{-T} p`` with ``A = exp(G)``; momentum kicks
-``P = p - S q`` and position drifts ``Q = q + S p`` with ``S`` symmetric. Products of these
-generate the symplectic group, so :class:`LinearSymplectic` is a general element of Sp(2n)
-built from exact factors (no truncated Taylor series).
+A linear point transformation ``Q = A q, P = A^{-T} p`` with ``A = exp(G)``, and momentum
+kicks ``P = p - S q`` with ``S`` symmetric; both keep ``Q`` a function of ``q`` alone. The
+layers that mix momenta into positions are in :mod:`nct_md.flows.experimental`.
 """
 
 from __future__ import annotations
@@ -74,7 +73,8 @@ class LinearPointTransform(SymplecticLayer):
         return Q @ self.matrices()[1].T, -self._log_det().expand(len(Q))
 
 
-def _symmetric(weight: Tensor) -> Tensor:
+def symmetric(weight: Tensor) -> Tensor:
+    """``(W + W^T) / 2`` of a square ``W``."""
     return 0.5 * (weight + weight.T)
 
 
@@ -88,10 +88,10 @@ class MomentumKick(SymplecticLayer):
         self.weight = nn.Parameter(torch.zeros(n, n))
 
     def forward(self, p: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
-        return p - q @ _symmetric(self.weight), q
+        return p - q @ symmetric(self.weight), q
 
     def inverse(self, P: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
-        return P + Q @ _symmetric(self.weight), Q
+        return P + Q @ symmetric(self.weight), Q
 
     def transform_positions(self, q: Tensor) -> Tensor:
         return q
@@ -101,51 +101,3 @@ class MomentumKick(SymplecticLayer):
 
     def inverse_positions(self, Q: Tensor) -> tuple[Tensor, Tensor]:
         return Q, Q.new_zeros(len(Q))
-
-
-class PositionDrift(SymplecticLayer):
-    """Linear shear ``Q = q + S p``, ``P = p`` with ``S`` symmetric ``(n, n)``; starts at zero."""
-
-    configuration_separable = False
-
-    def __init__(self, n: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.zeros(n, n))
-
-    def forward(self, p: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
-        return p, q + p @ _symmetric(self.weight)
-
-    def inverse(self, P: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
-        return P, Q - P @ _symmetric(self.weight)
-
-
-class LinearSymplectic(SymplecticLayer):
-    """A general linear symplectic map: ``n_shears`` kick-drift pairs then a point transform.
-
-    Mixes momenta into positions, so it is not configuration-separable. Starts as the
-    identity.
-    """
-
-    configuration_separable = False
-
-    def __init__(self, n: int, n_shears: int = 2):
-        super().__init__()
-        factors: list[SymplecticLayer] = []
-        for _ in range(n_shears):
-            factors += [MomentumKick(n), PositionDrift(n)]
-        factors.append(LinearPointTransform(n))
-        self.factors = nn.ModuleList(factors)
-
-    def forward(self, p: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
-        for factor in self.factors:
-            p, q = factor(p, q)
-        return p, q
-
-    def inverse(self, P: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
-        for factor in reversed(self.factors):
-            P, Q = factor.inverse(P, Q)
-        return P, Q
-
-    def recenter(self) -> None:
-        for factor in self.factors:
-            factor.recenter()

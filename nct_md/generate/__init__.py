@@ -5,7 +5,7 @@
 - :class:`PhaseSpaceHamiltonian` (:mod:`~nct_md.generate.hamiltonian`): ``H = sum p^2/2m + U(q)``
   in a model's units, for models over every atom.
 - :func:`train_generator`, :func:`fine_tune_model`, :func:`estimate_free_energy`
-  (:mod:`~nct_md.generate.train`): variational free energy, optionally mixed with maximum
+  (:mod:`~nct_md.generate.boltzmann`): variational free energy, optionally mixed with maximum
   likelihood and with temperature annealing.
 - :func:`draw_samples`, :func:`summarize` (:mod:`~nct_md.generate.sample`,
   :mod:`~nct_md.generate.diagnostics`): samples, log importance weights, and their checks.
@@ -25,9 +25,9 @@ _EXPORTS = {
     "system_from_topology": "openmm_energy",
     "system_from_xml": "openmm_energy",
     "PhaseSpaceHamiltonian": "hamiltonian",
-    "estimate_free_energy": "train",
-    "fine_tune_model": "train",
-    "train_generator": "train",
+    "estimate_free_energy": "boltzmann",
+    "fine_tune_model": "boltzmann",
+    "train_generator": "boltzmann",
     "draw_samples": "sample",
     "summarize": "diagnostics",
 }

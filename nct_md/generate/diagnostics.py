@@ -1,6 +1,7 @@
 """Checks of generated samples: ESS, finite energies, chirality, Ramachandran KL vs MD.
 
-All angles in degrees in ``[-180, 180)``; histograms 64 x 64 over Phi and Psi; KL divergences in
+Phi and Psi come from :func:`nct_md.cv.reference.phi_psi` (radians) and are compared in degrees,
+``[-180, 180)``; histograms 64 x 64 over Phi and Psi; KL divergences in
 nats, ``KL(MD || reweighted samples)``, with both histograms smoothed by adding ``KL_EPS`` to
 every bin's probability (renormalised) so that empty bins stay finite.
 
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import mdtraj as md
 import numpy as np
+
+from nct_md.cv.reference import phi_psi
 
 #: probability added to every histogram bin before a KL divergence
 KL_EPS = 1e-6
@@ -52,15 +55,6 @@ def l_chirality(traj: md.Trajectory) -> np.ndarray:
         ca, n, c, cb = (traj.xyz[:, names[k]].astype(np.float64) for k in ("CA", "N", "C", "CB"))
         ok &= np.einsum("ij,ij->i", n - ca, np.cross(c - ca, cb - ca)) > 0
     return ok
-
-
-def phi_psi(traj: md.Trajectory) -> tuple[np.ndarray, np.ndarray]:
-    """First backbone Phi and Psi ``(n_frames,)`` in degrees."""
-    _, phi = md.compute_phi(traj)
-    _, psi = md.compute_psi(traj)
-    if phi.shape[1] == 0 or psi.shape[1] == 0:
-        raise ValueError("the topology has no backbone Phi/Psi torsion")
-    return np.degrees(phi[:, 0]), np.degrees(psi[:, 0])
 
 
 def ramachandran_histogram(phi: np.ndarray, psi: np.ndarray,
@@ -172,8 +166,8 @@ def summarize(traj: md.Trajectory, energies: np.ndarray, log_weights: np.ndarray
                           "median": float(np.median(energies[finite])) if finite.any() else None},
     }
     if reference is not None:
-        phi_md, psi_md = phi_psi(reference)
-        phi_s, psi_s = phi_psi(traj)
+        phi_md, psi_md = np.degrees(phi_psi(reference))
+        phi_s, psi_s = np.degrees(phi_psi(traj))
         kl = ramachandran_kl(phi_md, psi_md, phi_s, psi_s, normalized_weights(log_weights))
         kl["full_unweighted"] = kl_divergence(ramachandran_histogram(phi_md, psi_md),
                                               ramachandran_histogram(phi_s, psi_s))

@@ -9,7 +9,7 @@ units differ from Cartesian ones by a constant only.
 
 :class:`ConfigurationPotential` is the configuration part, ``U(q) / kT`` with the Eckart volume
 ``ln |det B(q)|`` of the model's rigid-body-free coordinates
-(:func:`~nct_md.flows.internal.eckart_log_volume`): the Boltzmann density of those coordinates is
+(:func:`~nct_md.md.frame.eckart_log_volume`): the Boltzmann density of those coordinates is
 ``exp(-U / kT) |det B|``. The kinetic part integrates out exactly (Maxwell-Boltzmann momenta).
 
 Constraints: the Hamiltonian has none. Every one of the ``3N - 6`` internal directions carries
@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from nct_md.errors import NCTInputError
-from nct_md.flows.internal import eckart_log_volume
 from nct_md.generate.openmm_energy import OpenMMEnergy
+from nct_md.md.frame import eckart_log_volume
 from nct_md.model import NCTModel
 
 Tensor = torch.Tensor
@@ -67,7 +67,7 @@ class PhaseSpaceHamiltonian(nn.Module):
 
     def log_volume(self, x_q: Tensor) -> Tensor:
         """Eckart volume ``ln |det B|`` ``(B,)``: the Boltzmann density of ``x_q`` is
-        ``exp(-U/kT) |det B|`` (see :func:`~nct_md.flows.internal.eckart_log_volume`)."""
+        ``exp(-U/kT) |det B|`` (see :func:`~nct_md.md.frame.eckart_log_volume`)."""
         return model_log_volume(self.preprocessing, x_q)
 
 
@@ -90,7 +90,7 @@ def model_log_volume(preprocessing: nn.Module, x_q: Tensor) -> Tensor:
 
 def check_compatible(model: NCTModel, energy: OpenMMEnergy) -> None:
     """Raise :class:`NCTInputError` unless ``model`` and ``energy`` describe the same atoms."""
-    indices = [int(i) for i in model.metadata["atom_indices"]]
+    indices = model.info.atom_indices
     if indices != list(range(energy.n_atoms)):
         raise NCTInputError(
             f"the model covers {len(indices)} selected atoms but the System has "
@@ -104,7 +104,7 @@ def check_compatible(model: NCTModel, energy: OpenMMEnergy) -> None:
         raise NCTInputError(
             f"the System has {energy.n_constraints} constraints; the all-atom Hamiltonian "
             "needs an unconstrained System (build it with constraints='none')")
-    temperature = float(model.metadata["temperature"])
+    temperature = model.info.temperature
     if abs(temperature - energy.temperature) > 1e-6:
         raise NCTInputError(f"the model is at {temperature} K but the energy at "
                             f"{energy.temperature} K; build the energy at the model's temperature")

@@ -36,7 +36,7 @@ import torch
 
 from nct_md.errors import NCTInputError
 from nct_md.generate import _worker
-from nct_md.md.phase import check_temperature, kt
+from nct_md.md.thermo import check_temperature, kt
 
 Tensor = torch.Tensor
 log = logging.getLogger(__name__)
@@ -72,21 +72,10 @@ class EnergyDiagnostics:
 def system_from_pdb(pdb: str | os.PathLike, forcefield: str = "amber99sbildn",
                     solvent: str = "obc", constraints: str = "none") -> openmm.System:
     """The System ``nct-md simulate`` builds for ``pdb`` (no cutoff; default unconstrained)."""
-    from nct_md.md.simulate import (
-        CONSTRAINTS,
-        FORCEFIELDS,
-        SOLVENTS,
-        build_system,
-        read_structure,
-    )
+    from nct_md.md.simulate import read_structure
+    from nct_md.md.system import build_system, check_choices
 
-    if forcefield not in FORCEFIELDS:
-        raise NCTInputError(f"unknown force field '{forcefield}'; use one of "
-                            f"{', '.join(FORCEFIELDS)}")
-    if solvent not in SOLVENTS:
-        raise NCTInputError(f"unknown solvent '{solvent}'; use obc or vacuum")
-    if constraints not in CONSTRAINTS:
-        raise NCTInputError(f"unknown constraints '{constraints}'; use hbonds or none")
+    check_choices(forcefield, solvent, constraints, periodic=False)
     return build_system(read_structure(pdb, "PDB"), forcefield, solvent, constraints)
 
 
@@ -95,13 +84,9 @@ def system_from_topology(topology, forcefield: str = "amber99sbildn",
     """The unconstrained System of an mdtraj topology (e.g. a model's), as simulate builds."""
     from types import SimpleNamespace
 
-    from nct_md.md.simulate import FORCEFIELDS, SOLVENTS, build_system
+    from nct_md.md.system import build_system, check_choices
 
-    if forcefield not in FORCEFIELDS:
-        raise NCTInputError(f"unknown force field '{forcefield}'; use one of "
-                            f"{', '.join(FORCEFIELDS)}")
-    if solvent not in SOLVENTS:
-        raise NCTInputError(f"unknown solvent '{solvent}'; use obc or vacuum")
+    check_choices(forcefield, solvent, "none", periodic=False)
     return build_system(SimpleNamespace(topology=topology.to_openmm()), forcefield, solvent,
                          "none")
 

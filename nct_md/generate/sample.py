@@ -6,8 +6,9 @@ Boltzmann distribution, so the log importance weight towards ``exp(-H / kT)`` is
 configuration one, ``ln w = -(ln rho(q) + U(q) / kT - ln |det B(q)|)`` (``B`` the Eckart volume,
 see :class:`~nct_md.generate.hamiltonian.ConfigurationPotential`): the momenta add no variance.
 Other models: ``x = T^-1(z)`` with ``z`` from the latent has density ``rho(z)`` (the flow is
-symplectic) and ``ln w = -(ln rho(z) + H(x) / kT - ln |det B(q)|)``. Weights are up to a
-constant; samples whose energy is not finite get ``ln w = -inf``.
+symplectic) and ``ln w = -(ln rho(z) + H(x) / kT - ln |det B(q)|)``. Both are
+:func:`nct_md.train.losses.log_weights`. Weights are up to a constant; samples whose energy is
+not finite get ``ln w = -inf``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 from nct_md.generate.hamiltonian import PhaseSpaceHamiltonian, model_log_volume
 from nct_md.generate.openmm_energy import OpenMMEnergy
 from nct_md.model import NCTModel
+from nct_md.train.losses import log_weights, sample_phase_space
 
 
 @dataclass
@@ -63,21 +65,19 @@ def draw_samples(model: NCTModel, energy: OpenMMEnergy, n: int, batch_size: int 
             x_p = torch.randn(x_q.shape, generator=generator, dtype=x_q.dtype)
             p, q = model.preprocessing.inverse(x_p, x_q)
             u = energy(q).double()
-            work = log_rho.double() + u
+            reduced_energy = u
         else:
-            P, Q = model.latent.sample(size, 1.0, generator)
-            x_p, x_q = model.flow.inverse(P, Q)
+            x_p, x_q, log_rho = sample_phase_space(model.flow, model.latent, size, 1.0, generator)
             p, q = model.preprocessing.inverse(x_p, x_q)
             u = energy(q).double()
-            work = model.latent.log_prob(P, Q).double() + hamiltonian.kinetic(p).double() + u
-        work = work - model_log_volume(model.preprocessing, x_q).double()
+            reduced_energy = hamiltonian.kinetic(p).double() + u
+        log_w.append(log_weights(log_rho.double(), reduced_energy,
+                                 model_log_volume(model.preprocessing, x_q).double()).numpy())
         qs.append(q.double().numpy())
         ps.append(p.double().numpy())
         energies.append(u.numpy() * energy.kT)
-        log_w.append(-work.numpy())
         bar.update(size)
     bar.close()
-    log_weights = np.concatenate(log_w)
-    log_weights[~np.isfinite(log_weights)] = -np.inf
-    return SampleSet(np.concatenate(qs), np.concatenate(ps), np.concatenate(energies),
-                     log_weights)
+    all_log_w = np.concatenate(log_w)
+    all_log_w[~np.isfinite(all_log_w)] = -np.inf
+    return SampleSet(np.concatenate(qs), np.concatenate(ps), np.concatenate(energies), all_log_w)

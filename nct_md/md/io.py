@@ -3,23 +3,24 @@
 Public API
 ----------
 load(paths, top, select, stride)
-    Whole files in memory, one ``mdtraj.Trajectory`` per file (never concatenated).
+    Whole files in memory, one :class:`~nct_md.md.chunk.Chunk` per file (never concatenated).
 iterload(paths, top, select, chunk, stride)
-    The same frames, streamed as ``(traj_index, chunk)`` pairs for files larger than memory.
+    The same frames, streamed as :class:`~nct_md.md.chunk.Chunk` records for files larger than
+    memory.
 resolve_selection(topology, select)
     Atom indices for an mdtraj selection string or one of the shortcuts ``all``, ``heavy``,
     ``backbone``.
 read_provenance(path)
     The settings ``nct-md simulate`` stored in an HDF5 trajectory (empty dict otherwise).
 
-Velocities
-----------
-Every trajectory returned by :func:`load` / :func:`iterload` carries an extra attribute
-``velocities``: an ``(n_frames, n_selected_atoms, 3)`` float32 array in nm/ps when the file stores
-velocities (mdtraj HDF5, as written by ``nct-md simulate``), otherwise ``None``. It also carries
-``atom_indices`` (the selected atoms' indices in the file's topology) and ``selection`` (the
-selection string). mdtraj operations that build a new Trajectory (slicing, ``join``) drop these
-attributes.
+Chunks
+------
+The atoms are selected once, here. Every :class:`~nct_md.md.chunk.Chunk` holds the
+``mdtraj.Trajectory`` of the selected atoms (``traj``), their ``velocities`` (an
+``(n_frames, n_selected_atoms, 3)`` float32 array in nm/ps when the file stores velocities, as
+mdtraj HDF5 written by ``nct-md simulate`` does, otherwise ``None``), ``atom_indices`` (the
+selected atoms' indices in the file's topology), ``selection`` (the selection string) and
+``traj_index`` (the file's position in the list read).
 
 Periodic boxes
 --------------
@@ -49,7 +50,14 @@ import tables
 from mdtraj.formats.registry import FormatRegistry
 
 from nct_md.errors import NCTInputError
-from nct_md.md.formats import dcd_header, quiet_open
+from nct_md.md.chunk import Chunk
+from nct_md.md.formats import (
+    HDF5,
+    TOPOLOGY_EXTS,
+    dcd_header,
+    n_atoms_in_file,
+    read_chunks,
+)
 from nct_md.md.pbc import Wholeness
 
 PathLike = str | Path
@@ -66,13 +74,6 @@ _WITHOUT_SOLVENT = {"heavy", "solute"}
 #: Elements of single-atom residues counted as ions of the solvent.
 _ION_ELEMENTS = {"Li", "Na", "K", "Rb", "Cs", "Mg", "Ca", "Zn", "F", "Cl", "Br", "I"}
 
-#: Formats read through mdtraj file objects that stream ``read_as_traj(n_frames=...)``.
-_STREAMED = {".dcd", ".xtc", ".trr", ".nc", ".ncdf", ".netcdf", ".xyz", ".xyz.gz", ".mdcrd",
-             ".crd"}
-_HDF5 = {".h5", ".hdf5"}
-_TOPOLOGY_EXTS = {".pdb", ".pdb.gz", ".h5", ".hdf5", ".lh5", ".prmtop", ".parm7", ".prm7", ".psf",
-                  ".gro", ".mol2", ".cif", ".cif.gz", ".pdbx", ".pdbx.gz", ".mmcif", ".mmcif.gz",
-                  ".hoomdxml", ".arc", ".gsd"}
 #: formats whose frames carry no time
 _NO_TIMES = {".xyz", ".xyz.gz", ".mdcrd", ".crd", ".pdb", ".pdb.gz"}
 #: what mdtraj's and PyTables' readers raise on truncated or corrupt files
@@ -129,15 +130,15 @@ def load_topology(top: PathLike | md.Topology | md.Trajectory | None,
     if isinstance(top, md.Topology):
         return top
     if top is None:
-        if not paths or extension(paths[0]) not in _TOPOLOGY_EXTS:
+        if not paths or extension(paths[0]) not in TOPOLOGY_EXTS:
             raise NCTInputError(
                 f"'{paths[0] if paths else '?'}' carries no topology; pass a topology file "
                 "(PDB, prmtop, psf, gro, HDF5) with --top / top="
             )
         top = paths[0]
-    ext = _check_file(top, _TOPOLOGY_EXTS, what="topology")
+    ext = _check_file(top, TOPOLOGY_EXTS, what="topology")
     try:
-        if ext in _HDF5:  # without reading a frame, so that frame-less files get a clear error
+        if ext in HDF5:  # without reading a frame, so that frame-less files get a clear error
             with md.formats.HDF5TrajectoryFile(str(top)) as handle:
                 topology = handle.topology
             if topology is None:
@@ -215,69 +216,10 @@ def resolve_selection(topology: md.Topology, select: str | Sequence[int] | np.nd
     return indices
 
 
-def _n_atoms_in_file(path: Path, ext: str) -> int | None:
-    """Number of atoms stored in a trajectory file, or None if the reader cannot tell cheaply."""
-    if ext in _HDF5:
-        with md.formats.HDF5TrajectoryFile(str(path)) as handle:
-            if "coordinates" not in handle.root:
-                raise NCTInputError(f"'{path}' has no frames; check that the simulation wrote "
-                                    "output")
-            return int(handle.root.coordinates.shape[1])
-    if ext in _STREAMED and ext not in {".mdcrd", ".crd"}:
-        with quiet_open(path) as handle:
-            first = handle.read(n_frames=1)
-            shape = np.shape(first[0] if isinstance(first, tuple) else first)
-            del first  # NetCDF arrays map the file: release them before it closes
-        return int(shape[1]) if len(shape) == 3 and shape[0] else None
-    return None
-
-
-def _raw_chunks(path: Path, ext: str, topology: md.Topology, atoms: np.ndarray | None,
-                chunk: int, stride: int) -> Iterator[tuple[md.Trajectory, np.ndarray | None]]:
-    """Yield ``(trajectory_chunk, velocities_or_None)`` from one file, ``chunk`` frames each."""
-    sub = topology if atoms is None else topology.subset(atoms)
-    if ext in _HDF5:
-        with md.formats.HDF5TrajectoryFile(str(path)) as handle:
-            while True:
-                frames = handle.read(n_frames=chunk * stride, stride=stride, atom_indices=atoms)
-                if len(frames) == 0 or len(frames.coordinates) == 0:
-                    return
-                traj = md.Trajectory(frames.coordinates, sub, time=frames.time,
-                                     unitcell_lengths=frames.cell_lengths,
-                                     unitcell_angles=frames.cell_angles)
-                yield traj, frames.velocities
-    elif ext in _STREAMED:
-        kwargs = {"n_atoms": topology.n_atoms} if ext in {".mdcrd", ".crd"} else {}
-        with quiet_open(path, **kwargs) as handle:
-            while True:
-                traj = handle.read_as_traj(topology, n_frames=chunk, stride=stride,
-                                           atom_indices=atoms)
-                if len(traj) == 0:
-                    return
-                yield traj, None
-    else:
-        kwargs = {} if ext in _TOPOLOGY_EXTS else {"top": topology}
-        whole = md.load(str(path), stride=stride, **kwargs)
-        if whole.n_atoms != topology.n_atoms:
-            raise NCTInputError(
-                f"'{path}' has {whole.n_atoms} atoms but the topology has {topology.n_atoms}; "
-                "use the topology the trajectory was written with"
-            )
-        xyz = whole.xyz if atoms is None else whole.xyz[:, atoms]
-        for start in range(0, len(whole), chunk):
-            part = slice(start, start + chunk)
-            cell = whole.unitcell_lengths is not None
-            yield md.Trajectory(xyz[part], sub, time=whole.time[part],
-                                unitcell_lengths=whole.unitcell_lengths[part] if cell else None,
-                                unitcell_angles=whole.unitcell_angles[part] if cell else None
-                                ), None
-
-
-def _iter_file(path: PathLike, topology: md.Topology, atoms: np.ndarray, selection: str,
-               chunk: int, stride: int, dt_ps: float | None, whole: Wholeness
-               ) -> Iterator[md.Trajectory]:
-    """Validated chunks of one file, made whole, with ``velocities``/``atom_indices``/
-    ``selection`` set."""
+def _iter_file(path: PathLike, index: int, topology: md.Topology, atoms: np.ndarray,
+               selection: str, chunk: int, stride: int, dt_ps: float | None, whole: Wholeness
+               ) -> Iterator[Chunk]:
+    """Validated chunks of file number ``index``, made whole."""
     path = Path(path)
     ext = _check_file(path)
     read_atoms = None if atoms.size == topology.n_atoms else atoms
@@ -287,13 +229,13 @@ def _iter_file(path: PathLike, topology: md.Topology, atoms: np.ndarray, selecti
              (dcd_clock or (np.nan, np.nan)) if ext == ".dcd" else
              (np.nan, np.nan) if ext in _NO_TIMES else None)
     try:
-        n_file = _n_atoms_in_file(path, ext)
+        n_file = n_atoms_in_file(path, ext)
         if n_file is not None and n_file != topology.n_atoms:
             raise NCTInputError(
                 f"'{path}' has {n_file} atoms but the topology has {topology.n_atoms}; "
                 "use the topology the trajectory was written with"
             )
-        for traj, velocities in _raw_chunks(path, ext, topology, read_atoms, chunk, stride):
+        for traj, velocities in read_chunks(path, ext, topology, read_atoms, chunk, stride):
             bad = ~np.isfinite(traj.xyz).all(axis=(1, 2))
             if velocities is not None:
                 bad |= ~np.isfinite(velocities).all(axis=(1, 2))
@@ -306,11 +248,9 @@ def _iter_file(path: PathLike, topology: md.Topology, atoms: np.ndarray, selecti
             whole.apply(traj, str(path), n_frames, stride)
             if clock is not None:
                 traj.time = clock[0] + (n_frames + np.arange(len(traj))) * stride * clock[1]
-            traj.velocities = None if velocities is None else velocities.astype(np.float32)
-            traj.atom_indices = atoms
-            traj.selection = selection
             n_frames += len(traj)
-            yield traj
+            yield Chunk(traj, None if velocities is None else velocities.astype(np.float32),
+                        atoms, selection, index)
     except NCTInputError:
         raise
     except _READ_ERRORS as exc:
@@ -354,7 +294,7 @@ def _check_reading(stride: int, chunk: int, dt_ps: float | None) -> None:
 def iterload(paths: PathLike | Sequence[PathLike],
              top: PathLike | md.Topology | md.Trajectory | None = None,
              select: str | Sequence[int] = "all", chunk: int = 10_000, stride: int = 1,
-             dt_ps: float | None = None) -> Iterator[tuple[int, md.Trajectory]]:
+             dt_ps: float | None = None) -> Iterator[Chunk]:
     """Stream trajectories chunk by chunk, without ever holding a whole file in memory.
 
     Parameters
@@ -374,9 +314,9 @@ def iterload(paths: PathLike | Sequence[PathLike],
 
     Yields
     ------
-    (int, mdtraj.Trajectory)
-        Index of the file in ``paths`` and the next chunk of it (selected atoms only, with
-        ``velocities``, ``atom_indices`` and ``selection`` attributes; see the module docstring).
+    Chunk
+        The next chunk of file ``chunk.traj_index`` of ``paths``: selected atoms only, with
+        their velocities (see the module docstring).
     """
     paths = as_paths(paths)
     _check_reading(stride, chunk, dt_ps)
@@ -387,40 +327,39 @@ def iterload(paths: PathLike | Sequence[PathLike],
     selection = select if isinstance(select, str) else "indices"
     whole = Wholeness.of(topology, atoms)
     for index, path in enumerate(paths):
-        for traj in _iter_file(path, topology, atoms, selection, int(chunk), int(stride), dt_ps,
-                               whole):
-            yield index, traj
+        yield from _iter_file(path, index, topology, atoms, selection, int(chunk), int(stride),
+                              dt_ps, whole)
 
 
 def load(paths: PathLike | Sequence[PathLike],
          top: PathLike | md.Topology | md.Trajectory | None = None,
          select: str | Sequence[int] = "all", stride: int = 1,
-         dt_ps: float | None = None) -> list[md.Trajectory]:
-    """Load trajectories, one ``mdtraj.Trajectory`` per file (never concatenated).
+         dt_ps: float | None = None) -> list[Chunk]:
+    """Load trajectories, one :class:`~nct_md.md.chunk.Chunk` per file (never concatenated).
 
     Parameters are those of :func:`iterload` (without ``chunk``).
 
     Returns
     -------
-    list of mdtraj.Trajectory
-        One per file, selected atoms only, positions in nm, ``time`` in ps, with attributes
-        ``velocities`` (``(n_frames, n_atoms, 3)`` float32 nm/ps, or None when the file has none),
-        ``atom_indices`` and ``selection``.
+    list of Chunk
+        One per file: the selected atoms' trajectory (positions in nm, ``time`` in ps), their
+        velocities (``(n_frames, n_atoms, 3)`` float32 nm/ps, or None when the file has none),
+        ``atom_indices``, ``selection`` and ``traj_index``.
     """
     paths = as_paths(paths)
-    chunks: list[list[md.Trajectory]] = [[] for _ in paths]
-    for index, traj in iterload(paths, top, select, chunk=100_000, stride=stride, dt_ps=dt_ps):
-        chunks[index].append(traj)
-    trajs = []
+    chunks: list[list[Chunk]] = [[] for _ in paths]
+    for part in iterload(paths, top, select, chunk=100_000, stride=stride, dt_ps=dt_ps):
+        chunks[part.traj_index].append(part)
+    loaded = []
     for parts in chunks:
-        whole = parts[0] if len(parts) == 1 else md.join(parts, check_topology=False)
+        first = parts[0]
+        traj = (first.traj if len(parts) == 1 else
+                md.join([part.traj for part in parts], check_topology=False))
         velocities = [part.velocities for part in parts]
-        whole.velocities = (None if any(v is None for v in velocities)
-                            else np.concatenate(velocities))
-        whole.atom_indices = parts[0].atom_indices
-        whole.selection = parts[0].selection
-        trajs.append(whole)
-    return trajs
+        loaded.append(Chunk(traj, None if any(v is None for v in velocities)
+                            else np.concatenate(velocities), first.atom_indices,
+                            first.selection, first.traj_index))
+    return loaded
 
 
 def read_provenance(path: PathLike) -> dict:
@@ -433,7 +372,7 @@ def read_provenance(path: PathLike) -> dict:
         ``timestep_fs``; empty for files not written by ``nct-md simulate``.
     """
     path = Path(path)
-    if extension(path) not in _HDF5 or not path.is_file():
+    if extension(path) not in HDF5 or not path.is_file():
         return {}
     try:
         with tables.open_file(str(path), "r") as handle:

@@ -5,12 +5,13 @@ Public API
 simulate(pdb, out, ...)
     Run a simulation of any PDB the force field can parameterise (vacuum, OBC implicit solvent,
     or TIP3P water in a periodic box) and write ``out`` atomically; returns a summary dict.
-choose_platform(system, positions, ...)
-    Time a short run on every available OpenMM platform and return the fastest.
 wrap_atoms(positions, box)
     Every atom into the primary unit cell, as GROMACS ``-pbc atom`` writes them.
-FORCEFIELDS, SOLVENTS, CONSTRAINTS, build_system
-    From :mod:`nct_md.md.system` (force fields, solvent models and System building).
+
+The names of force fields, solvents, constraints, ensembles and positions are those of
+:mod:`nct_md.md.choices`; the System is built by :mod:`nct_md.md.system`; the integrator, the
+platform (the fastest, measured, by default) and the checks of run settings are those of
+:mod:`nct_md.md.langevin`, which metadynamics shares.
 
 The integrator is ``LangevinMiddleIntegrator`` (friction 1/ps). Its velocities are leapfrog
 half-step velocities, ``v(t - dt/2)``, which OpenMM documents as sampling the thermal ensemble
@@ -39,96 +40,30 @@ from tqdm.auto import tqdm
 
 from nct_md.atomic import atomic_path
 from nct_md.errors import NCTInputError
+from nct_md.md.choices import ENSEMBLES, PERIODIC_SOLVENTS, POSITIONS
 from nct_md.md.io import PROVENANCE_ATTR
-from nct_md.md.phase import KB, check_temperature
-from nct_md.md.system import (
-    ALL_SOLVENTS,
-    CONSTRAINTS,
-    FORCEFIELDS,
-    PERIODIC_SOLVENTS,
-    SOLVENTS,
-    build_system,
-    check_choices,
-    forcefield_files,
-    solvate,
+from nct_md.md.langevin import (
+    FRICTION_PER_PS,
+    check_platform,
+    check_positive,
+    choose_platform,
+    frame_steps,
+    langevin_integrator,
+    platform_properties,
+    time_step,
 )
+from nct_md.md.system import build_system, check_choices, forcefield_files, solvate
+from nct_md.md.thermo import KB, check_temperature
 
-__all__ = ["ALL_SOLVENTS", "CONSTRAINTS", "DEFAULT_TIMESTEP_FS", "ENSEMBLES", "FORCEFIELDS",
-           "FRICTION_PER_PS", "POSITIONS", "SOLVENTS", "available_platforms", "build_system",
-           "choose_platform", "read_structure", "simulate", "wrap_atoms"]
+__all__ = ["read_structure", "simulate", "wrap_atoms"]
 
-ENSEMBLES = ("nvt", "npt")
-#: "whole": molecules kept whole (translated into the box as units); "wrapped": atom by atom
-POSITIONS = ("whole", "wrapped")
 PRESSURE_BAR = 1.0
 #: steps between Monte Carlo volume moves of the barostat
 BAROSTAT_EVERY = 25
-#: default time step in fs for each constraint choice
-DEFAULT_TIMESTEP_FS = {"hbonds": 2.0, "none": 1.0}
-FRICTION_PER_PS = 1.0
-#: platforms tried by the automatic choice, and the largest system Reference is timed on
-_CANDIDATES = ("Reference", "CPU", "CUDA", "OpenCL", "HIP")
-_REFERENCE_MAX_ATOMS = 5000
 #: frames buffered in memory between writes
 _WRITE_EVERY = 200
 _BLOWN_UP = ("the simulation blew up (NaN coordinates); use a smaller --timestep-fs or "
              "--constraints hbonds")
-
-
-def available_platforms() -> list[str]:
-    """Names of the OpenMM platforms this installation provides."""
-    return [openmm.Platform.getPlatform(i).getName()
-            for i in range(openmm.Platform.getNumPlatforms())]
-
-
-def _platform_properties(name: str) -> dict:
-    return {"Threads": "1"} if name == "CPU" else {}
-
-
-def choose_platform(system: openmm.System, positions: np.ndarray, temperature: float,
-                    trial_s: float = 0.3) -> tuple[str, dict[str, float]]:
-    """Fastest platform for this system, measured by timing a short run on each.
-
-    Parameters
-    ----------
-    system : openmm.System
-    positions : ndarray, shape ``(N, 3)``, nm
-    temperature : float, K
-    trial_s : float
-        Seconds of stepping timed per platform (after a warm-up).
-
-    Returns
-    -------
-    (str, dict)
-        The fastest platform's name and the measured steps per second of every platform that
-        ran. The CPU platform is timed with one thread (faster than two for small molecules).
-    """
-    speeds = {}
-    for name in _CANDIDATES:
-        if name not in available_platforms():
-            continue
-        if name == "Reference" and system.getNumParticles() > _REFERENCE_MAX_ATOMS:
-            continue
-        # a tiny step keeps an unminimised structure stable; the cost per step is the same
-        integrator = openmm.LangevinMiddleIntegrator(temperature, FRICTION_PER_PS, 1e-4)
-        try:
-            context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(name),
-                                     _platform_properties(name))
-            context.setPositions(positions)
-            integrator.step(10)
-            steps, start = 0, time.perf_counter()
-            while time.perf_counter() - start < trial_s:
-                integrator.step(20)
-                steps += 20
-            context.getState(getEnergy=True)
-            speeds[name] = steps / (time.perf_counter() - start)
-        except openmm.OpenMMException:
-            continue
-        finally:
-            del integrator
-    if not speeds:
-        raise NCTInputError("no OpenMM platform could run this system; check the OpenMM install")
-    return max(speeds, key=speeds.get), speeds
 
 
 def read_structure(path: str | Path, what: str) -> app.PDBFile | app.PDBxFile:
@@ -168,29 +103,17 @@ def _validate(forcefield: str, solvent: str, temperature: float, ns: float, save
     """Check the settings; return (time step fs, steps per frame, number of frames)."""
     check_choices(forcefield, solvent, constraints)
     check_temperature(temperature)
-    for name, value in (("ns", ns), ("save-every-ps", save_every_ps)):
-        if not np.isfinite(value) or value <= 0:
-            raise NCTInputError(f"--{name} must be positive, got {value}")
+    check_positive("ns", ns)
+    check_positive("save-every-ps", save_every_ps)
     if not np.isfinite(equilibrate_ps) or equilibrate_ps < 0:
         raise NCTInputError(f"--equilibrate-ps must be zero or positive, got {equilibrate_ps}")
-    step = DEFAULT_TIMESTEP_FS[constraints] if timestep_fs is None else float(timestep_fs)
-    if not np.isfinite(step) or step <= 0 or step > 5:
-        raise NCTInputError(f"--timestep-fs must be in (0, 5] fs, got {timestep_fs}")
-    steps_per_frame = save_every_ps * 1000.0 / step
-    if abs(steps_per_frame - round(steps_per_frame)) > 1e-6 or round(steps_per_frame) < 1:
-        raise NCTInputError(
-            f"--save-every-ps {save_every_ps} is not a whole number of {step} fs steps; "
-            "choose a multiple of the time step"
-        )
+    step = time_step(constraints, timestep_fs)
+    steps_per_frame = frame_steps(save_every_ps, step)
     n_frames = round(ns * 1000.0 / save_every_ps)
     if n_frames < 1:
         raise NCTInputError(f"--ns {ns} gives no frame at --save-every-ps {save_every_ps}")
-    if platform is not None and platform not in available_platforms():
-        raise NCTInputError(
-            f"OpenMM platform '{platform}' is not available; use one of "
-            f"{', '.join(available_platforms())} or leave it out to pick the fastest"
-        )
-    return step, round(steps_per_frame), n_frames
+    check_platform(platform)
+    return step, steps_per_frame, n_frames
 
 
 def wrap_atoms(positions: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -266,7 +189,7 @@ def simulate(pdb: str | Path, out: str | Path, forcefield: str = "amber99sbildn"
         beside it and renamed when complete, so an interrupted run leaves no partial output;
         parent folders are created.
     forcefield : str
-        A key of :data:`FORCEFIELDS`.
+        A key of :data:`nct_md.md.choices.FORCEFIELDS`.
     solvent : {"obc", "vacuum", "tip3p"}
         OBC generalized-Born implicit solvent or vacuum (no cutoff either way), or TIP3P water
         with neutralising Na+/Cl- in a cubic periodic box (PME, cutoff
@@ -344,12 +267,9 @@ def simulate(pdb: str | Path, out: str | Path, forcefield: str = "amber99sbildn"
                                              BAROSTAT_EVERY)
         barostat.setRandomNumberSeed(seed)
         barostat_index = system.addForce(barostat)
-    integrator = openmm.LangevinMiddleIntegrator(temperature * unit.kelvin,
-                                                 FRICTION_PER_PS / unit.picosecond,
-                                                 step_fs * unit.femtosecond)
-    integrator.setRandomNumberSeed(seed)
+    integrator = langevin_integrator(temperature, step_fs, seed)
     context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform),
-                             _platform_properties(platform))
+                             platform_properties(platform))
     context.setPositions(xyz * unit.nanometer)
     openmm.LocalEnergyMinimizer.minimize(context)
     context.setVelocitiesToTemperature(temperature * unit.kelvin, seed)

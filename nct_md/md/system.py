@@ -1,19 +1,17 @@
 """OpenMM Systems for ``nct-md simulate``: force fields, solvent models and solvation.
 
-This is the one place that knows which XML files a force field and a solvent need and how the
-System is built (used by :mod:`nct_md.md.simulate`, the metadynamics export and the OpenMM
-energies of :mod:`nct_md.generate`).
+This is the one place that knows how the System is built (used by :mod:`nct_md.md.simulate`,
+the metadynamics export and the OpenMM energies of :mod:`nct_md.generate`); the names of force
+fields, solvents and their XML files are the plain data of :mod:`nct_md.md.choices`.
 
 Public API
 ----------
-FORCEFIELDS
-    Force-field names and their (protein, OBC implicit solvent) OpenMM XML files.
 TIP3P_FILES
     The TIP3P water (and ion) XML file that goes with each force field.
-SOLVENTS, PERIODIC_SOLVENTS, ALL_SOLVENTS
-    Non-periodic solvent models (no cutoff), explicit water in a periodic box, and both.
-check_choices(forcefield, solvent, constraints)
-    Refuse unknown names with one line naming the choices.
+OPENMM_CONSTRAINTS
+    Each name of :data:`nct_md.md.choices.CONSTRAINTS` as OpenMM's constraint object.
+check_choices(forcefield, solvent, constraints, periodic=True)
+    Refuse unknown names with one line naming the choices (periodic=False: no explicit water).
 forcefield_files(forcefield, solvent)
     The XML files of a force field and solvent model.
 solvate(topology, positions, forcefield, solvent, padding_nm)
@@ -33,25 +31,19 @@ import openmm
 from openmm import app, unit
 
 from nct_md.errors import NCTInputError
+from nct_md.md.choices import (
+    ALL_SOLVENTS,
+    CONSTRAINTS,
+    FORCEFIELDS,
+    PERIODIC_SOLVENTS,
+    SOLVENTS,
+)
 
-#: name -> (force-field XML, matching OBC implicit-solvent XML)
-FORCEFIELDS = {
-    "amber99sbildn": ("amber99sbildn.xml", "amber99_obc.xml"),
-    "amber99sb": ("amber99sb.xml", "amber99_obc.xml"),
-    "amber96": ("amber96.xml", "amber96_obc.xml"),
-    "amber03": ("amber03.xml", "amber03_obc.xml"),
-    "amber10": ("amber10.xml", "amber10_obc.xml"),
-    "amber14": ("amber14-all.xml", "implicit/obc2.xml"),
-}
 #: name -> TIP3P water and ion XML matching the force field
 TIP3P_FILES = {name: "amber14/tip3p.xml" if name == "amber14" else "tip3p.xml"
                for name in FORCEFIELDS}
-#: non-periodic solvent models, simulated without a cutoff
-SOLVENTS = ("obc", "vacuum")
-#: explicit water models (name -> model of ``app.Modeller.addSolvent``), periodic box with PME
-PERIODIC_SOLVENTS = {"tip3p": "tip3p"}
-ALL_SOLVENTS = (*SOLVENTS, *PERIODIC_SOLVENTS)
-CONSTRAINTS = {"hbonds": app.HBonds, "none": None}
+#: constraint name -> OpenMM constraint object
+OPENMM_CONSTRAINTS = {"hbonds": app.HBonds, "none": None}
 #: PME direct-space cutoff, nm: at most MAX_CUTOFF_NM and at most _CUTOFF_PER_WIDTH of the
 #: shortest box width, so the box may shrink by 20 % in length under the barostat before OpenMM
 #: stops (addSolvent packs small boxes loosely: a 1.4 nm box shrinks by 10 %, a 2 nm box by 4 %);
@@ -61,14 +53,23 @@ MIN_CUTOFF_NM = 0.6
 _CUTOFF_PER_WIDTH = 0.4
 
 
-def check_choices(forcefield: str, solvent: str, constraints: str) -> None:
-    """Raise :class:`NCTInputError` for an unknown force field, solvent or constraints name."""
+def check_choices(forcefield: str, solvent: str, constraints: str,
+                  periodic: bool = True) -> None:
+    """Raise :class:`NCTInputError` for an unknown force field, solvent or constraints name.
+
+    ``periodic=False`` also refuses the explicit-water solvents, for Systems of isolated
+    molecules (metadynamics, the energies of :mod:`nct_md.generate`): only :data:`SOLVENTS`.
+    """
     if forcefield not in FORCEFIELDS:
         raise NCTInputError(
             f"unknown force field '{forcefield}'; use one of {', '.join(FORCEFIELDS)}"
         )
     if solvent not in ALL_SOLVENTS:
-        raise NCTInputError(f"unknown solvent '{solvent}'; use one of {', '.join(ALL_SOLVENTS)}")
+        solvents = ALL_SOLVENTS if periodic else SOLVENTS
+        raise NCTInputError(f"unknown solvent '{solvent}'; use one of {', '.join(solvents)}")
+    if not periodic and solvent not in SOLVENTS:
+        raise NCTInputError(f"solvent '{solvent}' needs a periodic box, which this calculation "
+                            f"does not use; use one of {', '.join(SOLVENTS)}")
     if constraints not in CONSTRAINTS:
         raise NCTInputError(f"unknown constraints '{constraints}'; use hbonds or none")
 
@@ -154,6 +155,6 @@ def build_system(structure: app.PDBFile | app.Modeller, forcefield: str, solvent
                   "rigidWater": True}
     ff = app.ForceField(*forcefield_files(forcefield, solvent))
     try:
-        return ff.createSystem(topology, constraints=CONSTRAINTS[constraints], **kwargs)
+        return ff.createSystem(topology, constraints=OPENMM_CONSTRAINTS[constraints], **kwargs)
     except ValueError as exc:
         raise _parameterise_error(forcefield, exc) from exc

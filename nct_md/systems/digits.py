@@ -89,7 +89,7 @@ class DigitsModel(nn.Module):
         self.flow = flow
         self.latent = latent
 
-    def positions(self, dequantised: Tensor) -> Tensor:
+    def to_model(self, dequantised: Tensor) -> Tensor:
         """Rotated positions ``q`` ``(n, 64)`` of dequantised images ``(n, 64)``."""
         return (dequantised - self.mean) @ self.axes
 
@@ -98,7 +98,7 @@ class DigitsModel(nn.Module):
 
         Images are taken at the centre of their dequantisation cell (``x + 1/2``).
         """
-        return self.flow.transform_positions(self.positions(images + 0.5))
+        return self.flow.transform_positions(self.to_model(images + 0.5))
 
     def decode(self, Q: Tensor) -> Tensor:
         """Images ``(n, 64)`` (intensities, unclipped) from latent ``Q`` ``(n, 64)``, ``P = 0``."""
@@ -182,7 +182,7 @@ def fit_digits(train_images: np.ndarray, quick: bool = False, seed: int = 0,
     n_val = max(1, round(validation_fraction * len(images)))
     val_images, train = images[order[:n_val]], images[order[n_val:]]
     model = _initial_model(train, settings, generator)
-    val_q = model.positions(val_images + torch.rand(val_images.shape, generator=generator))
+    val_q = model.to_model(val_images + torch.rand(val_images.shape, generator=generator))
     val_p = torch.randn(val_q.shape, generator=generator)
     steps_per_epoch = max(1, len(train) // batch_size)
     state: dict = {"epoch": -1}
@@ -193,7 +193,7 @@ def fit_digits(train_images: np.ndarray, quick: bool = False, seed: int = 0,
             state["epoch"] = epoch
             state["order"] = torch.randperm(len(train), generator=generator)
             with torch.no_grad():
-                state["q"] = model.positions(train + torch.rand(train.shape, generator=generator))
+                state["q"] = model.to_model(train + torch.rand(train.shape, generator=generator))
             state["p"] = torch.randn(train.shape, generator=generator)
         idx = state["order"][k * batch_size:(k + 1) * batch_size]
         nll = negative_log_likelihood(model.flow, model.latent, state["p"][idx], state["q"][idx])

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from nct_md.errors import NCTInputError
-from nct_md.md.phase import PhaseSpaceData
+from nct_md.md.data import PhaseSpaceData
 
 #: How a user starts over when a checkpoint cannot be resumed.
 FRESH_HINT = "pass --restart (API: restart=True) to delete it and start fresh"
@@ -57,7 +57,7 @@ def data_fingerprint(data: PhaseSpaceData, validation: PhaseSpaceData | None = N
         "frames per trajectory": [int(n) for n in data.boundaries[1:] - data.boundaries[:-1]],
         "atom indices": [int(i) for i in data.atom_indices],
         "temperature (K)": float(data.temperature),
-        "momenta": str(data.metadata.get("momenta")),
+        "momenta": str(data.info.momenta),
         "positions hash": content_hash(*tensors),
     }
     if validation is not None:

@@ -18,7 +18,8 @@ from pathlib import Path
 from nct_md.atomic import check_output
 from nct_md.estimator import NCT, check_integer
 from nct_md.md.io import read_provenance
-from nct_md.md.phase import check_temperature, load_phase_space
+from nct_md.md.phase import load_phase_space
+from nct_md.md.thermo import check_temperature
 from nct_md.model import NCTModel
 
 PathLike = str | os.PathLike
@@ -48,14 +49,14 @@ def warn_temperature(paths: Sequence[PathLike], temperature: float | None) -> No
 
 def record_files(model: NCTModel, paths: Sequence[PathLike], top: PathLike | None,
                  out: PathLike) -> None:
-    """Store the data and topology files in ``metadata["training"]``, relative to ``out``.
+    """Store the data and topology files in ``model.info.training``, relative to ``out``.
 
     Relative paths let a model moved together with its data still find them.
     """
     where = Path(out).resolve().parent
-    training = model.metadata["training"]
-    training["files"] = [os.path.relpath(Path(p).resolve(), where) for p in paths]
-    training["topology_file"] = os.path.relpath(Path(top).resolve(), where) if top else None
+    training = model.info.training
+    training.files = [os.path.relpath(Path(p).resolve(), where) for p in paths]
+    training.topology_file = os.path.relpath(Path(top).resolve(), where) if top else None
 
 
 def train_files(paths: Sequence[PathLike], out: PathLike, top: PathLike | None = None,
@@ -109,7 +110,7 @@ def train_files(paths: Sequence[PathLike], out: PathLike, top: PathLike | None =
     if rank == 0 and verbose:
         print(f"{len(data)} frames in {data.n_traj} trajectories, {data.n_atoms} atoms "
               f"({select}), {data.n_dof} internal degrees of freedom, "
-              f"momenta from {data.metadata['momenta']}, T = {data.temperature} K", flush=True)
+              f"momenta from {data.info.momenta}, T = {data.temperature} K", flush=True)
     estimator.fit(data, files=[*paths, *([top] if top is not None else [])])
     if rank != 0:
         return None
@@ -125,11 +126,11 @@ def train_files(paths: Sequence[PathLike], out: PathLike, top: PathLike | None =
 
 def _print_summary(model: NCTModel, out: Path) -> None:
     """Validation NLL of each seed (with restarts), slowest frequencies, the best fit."""
-    training = model.metadata["training"]
-    restarts = training["restarts"]
-    if len(restarts["seeds"]) > 1:
-        for seed, nll in zip(restarts["seeds"], restarts["validation_nll"], strict=True):
+    training = model.info.training
+    restarts = training.restarts
+    if len(restarts.seeds) > 1:
+        for seed, nll in zip(restarts.seeds, restarts.validation_nll, strict=True):
             print(f"seed {seed}: validation NLL {nll:.3f} nats/frame")
     print("slowest frequencies (1/ps): " + ", ".join(f"{x:.3g}" for x in model.frequencies[:6]))
-    print(f"validation NLL {training['validation_nll']:.3f} nats/frame "
-          f"(best epoch {training['best_epoch']}); wrote {out}")
+    print(f"validation NLL {training.validation_nll:.3f} nats/frame "
+          f"(best epoch {training.best_epoch}); wrote {out}")

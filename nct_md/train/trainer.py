@@ -252,7 +252,7 @@ class Trainer:
         log_every = self.steps_per_epoch or self.eval_every
         self.module.train()
         try:
-            while self.step < self.steps:
+            while self.step < self.steps and not self.patience_used:
                 record = self._step()
                 self.history.append(record)
                 losses.append(record["loss"])
@@ -317,4 +317,9 @@ class Trainer:
             self.bad_evaluations = 0
         else:
             self.bad_evaluations += 1
+        return self.patience_used
+
+    @property
+    def patience_used(self) -> bool:
+        """True when early stopping has ended the run (also when resumed from its checkpoint)."""
         return self.patience is not None and self.bad_evaluations >= self.patience

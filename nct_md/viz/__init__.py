@@ -21,8 +21,8 @@ ramachandran(path, data), path_angles(path), save_figure(fig, path)
 
 from nct_md.viz.html import html_page, write_html
 from nct_md.viz.latent_paths import decode_path, interpolate, latent_coordinates, traverse
-from nct_md.viz.plots import path_angles, phi_psi, ramachandran, save_figure
+from nct_md.viz.plots import path_angles, ramachandran, save_figure
 from nct_md.viz.widget import show
 
 __all__ = ["decode_path", "html_page", "interpolate", "latent_coordinates", "path_angles",
-           "phi_psi", "ramachandran", "save_figure", "show", "traverse", "write_html"]
+           "ramachandran", "save_figure", "show", "traverse", "write_html"]

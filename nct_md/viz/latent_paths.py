@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from nct_md.errors import NCTInputError
-from nct_md.md import phase
 from nct_md.model import NCTModel
 
 #: Accepted ``others`` options of :func:`interpolate`.
@@ -55,7 +54,7 @@ def latent_coordinates(model: NCTModel, frame: md.Trajectory | np.ndarray) -> to
     Raises NCTInputError if the model mixes momenta into ``Q`` (then ``Q`` is no function of the
     configuration and a path in ``Q`` has no configuration to show).
     """
-    q = model.positions_from_xyz(model_xyz(model, frame))
+    q = model.preprocessing.superpose(model_xyz(model, frame))
     return model.latent_positions(q)[0]
 
 
@@ -73,8 +72,7 @@ def decode_path(model: NCTModel, Q: torch.Tensor) -> md.Trajectory:
     raw[:, model.latent.slow_order()] = Q
     _, q = model.decode(torch.zeros_like(raw), raw)
     xyz = q.cpu().double().numpy().reshape(len(q), -1, 3)
-    reference = model.preprocessing.reference.cpu().numpy()
-    aligned, _ = phase.superpose(xyz, reference, model.preprocessing.masses.cpu().numpy())
+    aligned, _ = model.preprocessing.frame.superpose(xyz)
     return model.to_trajectory(aligned.reshape(len(aligned), -1))
 
 

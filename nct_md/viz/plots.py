@@ -16,33 +16,17 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from nct_md.atomic import atomic_path
+from nct_md.cv.reference import phi_psi
 from nct_md.errors import NCTInputError
 
 #: Formats :func:`save_figure` writes, by file suffix.
 FORMATS = {".png": "png", ".svg": "svg"}
 
 
-def phi_psi(traj: md.Trajectory) -> tuple[np.ndarray, np.ndarray]:
-    """Backbone torsions Phi and Psi of the first residue that has both, in degrees.
-
-    Returns
-    -------
-    phi, psi : ndarray, shape ``(n_frames,)``, degrees in ``(-180, 180]``
-
-    Raises
-    ------
-    NCTInputError
-        If no residue has both torsions (they need the C-N-CA-C-N backbone atoms).
-    """
-    phi_atoms, phi = md.compute_phi(traj)
-    psi_atoms, psi = md.compute_psi(traj)
-    shared = [(i, j) for i, a in enumerate(phi_atoms) for j, b in enumerate(psi_atoms)
-              if a[2] == b[1]]  # the same CA
-    if not shared:
-        raise NCTInputError("the topology has no residue with both Phi and Psi (atoms C-N-CA-C-N "
-                            "of a peptide backbone); Ramachandran plots need a peptide")
-    i, j = shared[0]
-    return np.degrees(phi[:, i]), np.degrees(psi[:, j])
+def _phi_psi_degrees(traj: md.Trajectory) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`nct_md.cv.reference.phi_psi` in degrees, ``(-180, 180]``."""
+    phi, psi = phi_psi(traj)
+    return np.degrees(phi), np.degrees(psi)
 
 
 def _as_list(data: md.Trajectory | Sequence[md.Trajectory]) -> list[md.Trajectory]:
@@ -68,12 +52,12 @@ def ramachandran(path: md.Trajectory, data: md.Trajectory | Sequence[md.Trajecto
     -------
     matplotlib.figure.Figure
     """
-    angles = [phi_psi(t) for t in _as_list(data)]
+    angles = [_phi_psi_degrees(t) for t in _as_list(data)]
     if not angles or sum(len(a[0]) for a in angles) == 0:
         raise NCTInputError("no data frames for the density; pass at least one frame")
     phi = np.concatenate([a[0] for a in angles])
     psi = np.concatenate([a[1] for a in angles])
-    path_phi, path_psi = phi_psi(path)
+    path_phi, path_psi = _phi_psi_degrees(path)
     fig = Figure(figsize=(5.6, 4.6))
     ax = fig.add_subplot(aspect="equal")
     *_, image = ax.hist2d(phi, psi, bins=bins, range=[[-180, 180], [-180, 180]], density=True,
@@ -106,7 +90,7 @@ def path_angles(path: md.Trajectory, title: str | None = None) -> Figure:
     fig = Figure(figsize=(5.2, 3.4), layout="constrained")
     ax = fig.add_subplot()
     for values, name, marker in ((phi, r"$\phi$", "o"), (psi, r"$\psi$", "s")):
-        ax.plot(s, np.degrees(np.unwrap(np.radians(values))), marker=marker, ms=3, label=name)
+        ax.plot(s, np.degrees(np.unwrap(values)), marker=marker, ms=3, label=name)
     ax.set(xlabel="path coordinate", ylabel="angle (deg)", xlim=(0, 1))
     ax.grid(alpha=0.3)
     ax.legend()

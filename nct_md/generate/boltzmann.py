@@ -1,4 +1,4 @@
-"""Training a generator from its Hamiltonian: variational free energy, mixed with likelihood.
+"""Boltzmann-generator training from a Hamiltonian: variational free energy, mixed with likelihood.
 
 The loss of one step is
 
@@ -32,8 +32,9 @@ from nct_md.generate.hamiltonian import (
     PhaseSpaceHamiltonian,
 )
 from nct_md.generate.openmm_energy import OpenMMEnergy
-from nct_md.md.phase import PhaseSpaceData
+from nct_md.md.data import PhaseSpaceData
 from nct_md.model import NCTModel
+from nct_md.model_info import HamiltonianInfo
 from nct_md.train import (
     Trainer,
     configuration_free_energy,
@@ -41,13 +42,19 @@ from nct_md.train import (
     negative_log_likelihood,
     variational_free_energy,
 )
-from nct_md.train.losses import FreeEnergyEstimate, free_energy_estimate
+from nct_md.train.losses import (
+    OBJECTIVES,
+    FreeEnergyEstimate,
+    free_energy_estimate,
+    log_weights,
+    sample_configurations,
+    sample_phase_space,
+    target_log_volume,
+)
 
 Tensor = torch.Tensor
 Hamiltonian = Callable[..., Tensor]
 log = logging.getLogger(__name__)
-#: what the variational term is taken over
-OBJECTIVES = ("phase_space", "configuration")
 
 
 @dataclass
@@ -76,18 +83,15 @@ def estimate_free_energy(flow: nn.Module, latent: nn.Module, hamiltonian: Hamilt
     estimate is the configuration free energy (the phase-space one minus the kinetic part).
     """
     works = []
-    log_volume = getattr(hamiltonian, "log_volume", None)
     for start in range(0, n_samples, batch_size):
         size = min(batch_size, n_samples - start)
         if objective == "configuration":
-            Q = latent.sample_positions(size, 1.0, generator)
-            q, log_det = flow.inverse_positions(Q)
-            work = latent.position_log_prob(Q) - log_det + hamiltonian(q)
+            q, log_prob = sample_configurations(flow, latent, size, 1.0, generator)
+            energy = hamiltonian(q)
         else:
-            P, Q = latent.sample(size, 1.0, generator)
-            p, q = flow.inverse(P, Q)
-            work = latent.log_prob(P, Q) + hamiltonian(p, q)
-        works.append(work - log_volume(q) if log_volume is not None else work)
+            p, q, log_prob = sample_phase_space(flow, latent, size, 1.0, generator)
+            energy = hamiltonian(p, q)
+        works.append(-log_weights(log_prob, energy, target_log_volume(hamiltonian, q)))
     return free_energy_estimate(torch.cat(works))
 
 
@@ -196,7 +200,7 @@ def fine_tune_model(model: NCTModel, energy: OpenMMEnergy, steps: int,
     """Train an all-atom :class:`NCTModel` against ``energy`` (mixed with likelihood on ``data``).
 
     ``kwargs`` go to :func:`train_generator` (``objective="configuration"`` trains against
-    :class:`~nct_md.generate.hamiltonian.ConfigurationPotential`). The model's metadata records
+    :class:`~nct_md.generate.hamiltonian.ConfigurationPotential`). The model's ``info`` records
     the Hamiltonian, the objective, the constraint handling, the loss weights and the final free
     energy (configuration free energy for the configuration objective).
     """
@@ -205,24 +209,24 @@ def fine_tune_model(model: NCTModel, energy: OpenMMEnergy, steps: int,
                    else PhaseSpaceHamiltonian(model, energy))
     pairs = None
     if data is not None:
-        if data.metadata.get("n_constrained_in_selection"):
+        if data.info.n_constrained_in_selection:
             raise NCTInputError("the MD data have constrained bonds; the all-atom likelihood "
                                 "term needs unconstrained data")
         dtype = model.latent.log_frequencies.dtype
         with torch.no_grad():
             pairs = model.preprocessing(data.p.to(dtype), data.q.to(dtype))
     result = train_generator(model, hamiltonian, steps, data=pairs, **kwargs)
-    model.metadata["constraints_handling"] = CONSTRAINTS_HANDLING
-    model.metadata["hamiltonian"] = {
-        "form": "sum p^2/2m + U(q), U from OpenMM", "platform": energy.platform,
-        "temperature": energy.temperature, "n_constraints": energy.n_constraints,
-        "clip_above_kT": energy.clip_above,
-        "objective": objective,
-        "kl_weight": kwargs.get("kl_weight", 1.0), "ml_weight": kwargs.get("ml_weight", 0.0),
-        "steps": steps,
-        "free_energy_kT": result.free_energy.variational,
-        "free_energy_stderr_kT": result.free_energy.stderr,
-        "free_energy_reweighted_kT": result.free_energy.reweighted,
-        "ess_fraction": result.free_energy.ess,
-    }
+    model.info.constraints_handling = CONSTRAINTS_HANDLING
+    model.info.hamiltonian = HamiltonianInfo(
+        form="sum p^2/2m + U(q), U from OpenMM", platform=energy.platform,
+        temperature=energy.temperature, n_constraints=energy.n_constraints,
+        clip_above_kT=energy.clip_above,
+        objective=objective,
+        kl_weight=kwargs.get("kl_weight", 1.0), ml_weight=kwargs.get("ml_weight", 0.0),
+        steps=steps,
+        free_energy_kT=result.free_energy.variational,
+        free_energy_stderr_kT=result.free_energy.stderr,
+        free_energy_reweighted_kT=result.free_energy.reweighted,
+        ess_fraction=result.free_energy.ess,
+    )
     return result
