@@ -82,23 +82,20 @@ samples of alanine dipeptide (shipped 300 K implicit-solvent trajectories, posit
 velocities), then look at the slowest latent coordinates on two **held-out** trajectories and
 compare them with the backbone torsions Phi/Psi and with TICA on the same input coordinates."""),
         ("code", '''import os
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from nct_md.cv.report import build_report
+from nct_md.demo import split_trajectories
 from nct_md.estimator import NCT
 from nct_md.md import io
 from nct_md.md.phase import load_phase_space
 
 ''' + QUICK + '''
 torch.set_num_threads(1)
-files = sorted(Path("../data/alanine-dipeptide-300K").glob("*.h5"))
-held_names = ("phi-neg-c7eq-2.h5", "phi-pos-c7ax-2.h5")
-train_files = [f for f in files if f.name not in held_names]
-held_files = [f for f in files if f.name in held_names]
+train_files, held_files = split_trajectories("../data")  # the demo's split
 data = load_phase_space(train_files, select="heavy", stride=4 if QUICK else 1)
 print(len(data), "training frames,", data.n_dof, "internal degrees of freedom")'''),
         ("code", '''estimator = NCT(n_couplings=4 if QUICK else 8, hidden=32 if QUICK else 128,
