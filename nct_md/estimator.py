@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from nct_md import __version__
@@ -31,7 +30,7 @@ from nct_md.latent import HarmonicLatent
 from nct_md.md.data import PhaseSpaceData
 from nct_md.md.zmatrix import zmatrix
 from nct_md.model import ModelInfo, NCTModel, Preprocessing, build_flow, topology_to_json
-from nct_md.model_info import Hyperparameters, Restarts, TrainingInfo
+from nct_md.model_info import Hyperparameters, KineticInfo, Restarts, TrainingInfo
 from nct_md.train import Trainer
 from nct_md.train.checkpoint import data_fingerprint
 from nct_md.train.gaussian_start import (
@@ -40,65 +39,15 @@ from nct_md.train.gaussian_start import (
     principal_axes,
     start_covariance,
 )
+from nct_md.train.kinetic import lagged_pairs_within, vamp2
 from nct_md.train.losses import OBJECTIVES
-
-#: Fewest training frames (after holding out the validation frames) a fit accepts.
-MIN_TRAIN_FRAMES = 10
-
-
-def frames_needed(fraction: float) -> int:
-    """Frames in all that leave :data:`MIN_TRAIN_FRAMES` after holding out ``fraction``."""
-    every = max(2, round(1 / fraction))
-    return math.ceil(MIN_TRAIN_FRAMES * every / (every - 1))
-
-
-def validation_split(data: PhaseSpaceData, fraction: float, by: str = "blocks",
-                     n_blocks: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Frame indices ``(train, validation)``, never mixing frames within a time block.
-
-    ``by="blocks"`` cuts every trajectory into ``n_blocks`` contiguous blocks and holds out every
-    ``round(1/fraction)``-th block, so validation frames come from every trajectory and every
-    stretch of time (basins visited only late or only early stay represented).
-    ``by="trajectory"`` holds out every ``round(1/fraction)``-th whole trajectory (needs at
-    least two).
-    """
-    if not 0 < fraction < 1:
-        raise NCTInputError(f"validation fraction must be in (0, 1), got {fraction}")
-    every = max(2, round(1 / fraction))
-    bounds = data.boundaries
-    if by == "trajectory":
-        if data.n_traj < 2:
-            raise NCTInputError("a split by trajectory needs at least two trajectories")
-        pieces = [np.arange(bounds[k], bounds[k + 1]) for k in range(data.n_traj)]
-        every = min(every, data.n_traj)
-    elif by == "blocks":
-        pieces = [block for k in range(data.n_traj)
-                  for block in np.array_split(np.arange(bounds[k], bounds[k + 1]), n_blocks)]
-    else:
-        raise NCTInputError(f"validation split must be 'blocks' or 'trajectory', got {by!r}")
-    held = [i % every == every - 1 for i in range(len(pieces))]
-    train = np.concatenate([p for p, h in zip(pieces, held, strict=True) if not h])
-    val = np.concatenate([p for p, h in zip(pieces, held, strict=True) if h])
-    if len(train) < 2 or len(val) < 1:
-        raise NCTInputError(f"too few frames ({len(data)}) to hold out a validation set; "
-                            f"training needs at least {frames_needed(fraction)} frames")
-    return train, val
-
-
-def distributed_rank_and_size() -> tuple[int, int]:
-    """``(rank, world size)`` of an initialised torch.distributed process group, else (0, 1)."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _mean_over_processes(value: torch.Tensor, world: int) -> float:
-    """The mean of a scalar over all training processes (the loss of the global batch)."""
-    value = value.detach().clone()
-    if world > 1:
-        dist.all_reduce(value)
-        value /= world
-    return float(value)
+from nct_md.train.split import (
+    MIN_TRAIN_FRAMES,
+    distributed_rank_and_size,
+    frames_needed,
+    mean_over_processes,
+    validation_split,
+)
 
 
 def _epoch_means(history: list[dict[str, float]], key: str) -> list[float]:
@@ -202,6 +151,16 @@ class NCT:
     coupling : {"affine", "spline"}
         Affine couplings (default; exportable as a TorchScript CV) or rational-quadratic spline
         couplings (multimodal coordinates such as torsions; for generators).
+    kinetic_weight : float
+        Weight of the kinetic objective (:mod:`nct_md.train.kinetic`): each step also maximises
+        ``kinetic_weight`` times the VAMP-2 score of the ``n_slow`` slowest latent positions at
+        ``t`` and ``t + lag_ps`` (pairs within one trajectory, training frames only); validation,
+        early stopping and the choice among restarts use the same combined objective. 0 (the
+        default) is the paper's pure likelihood. Needs time-ordered trajectories with frame times.
+    lag_ps : float
+        Lag time of the kinetic objective, ps (a multiple of the frame spacing).
+    n_slow : int
+        Slowest latent coordinates the kinetic objective makes slow (the CVs one will use).
 
     Notes
     -----
@@ -223,15 +182,18 @@ class NCT:
                  checkpoint: str | os.PathLike | None = None, restart: bool = False,
                  progress: bool = True,
                  internal_coordinates: bool = False, objective: str = "phase_space",
-                 coupling: str = "affine"):
+                 coupling: str = "affine", kinetic_weight: float = 0.0, lag_ps: float = 10.0,
+                 n_slow: int = 2):
         check_integer("n_couplings", n_couplings, minimum=0)
         for name, value in (("hidden", hidden), ("depth", depth), ("epochs", epochs),
                             ("batch_size", batch_size), ("patience", patience),
-                            ("restarts", restarts)):
+                            ("restarts", restarts), ("n_slow", n_slow)):
             check_integer(name, value)
         check_integer("seed", seed, minimum=-2**63)
         check_number("lr", lr)
         check_number("weight_decay", weight_decay, zero=True)
+        check_number("kinetic_weight", kinetic_weight, zero=True)
+        check_number("lag_ps", lag_ps)
         if not (isinstance(validation_fraction, numbers.Real) and 0 < validation_fraction < 1):
             raise NCTInputError(f"validation_fraction must be in (0, 1), got "
                                 f"{validation_fraction}")
@@ -249,6 +211,7 @@ class NCT:
         self.seed, self.restarts = seed, restarts
         self.device, self.dtype = torch.device(device), dtype
         self.checkpoint, self.restart, self.progress = checkpoint, restart, progress
+        self.kinetic_weight, self.lag_ps, self.n_slow = kinetic_weight, lag_ps, n_slow
         self.history: list[dict[str, float]] = []
         self._model: NCTModel | None = None
 
@@ -273,7 +236,9 @@ class NCT:
                 "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
                 "weight_decay": self.weight_decay,
                 "validation_fraction": self.validation_fraction, "patience": self.patience,
-                "seed": seed, "dtype": str(self.dtype)}
+                "seed": seed, "dtype": str(self.dtype),
+                **({"kinetic_weight": self.kinetic_weight, "lag_ps": self.lag_ps,
+                    "n_slow": self.n_slow} if self.kinetic_weight else {})}
 
     def _initial_model(self, data: PhaseSpaceData, train: np.ndarray) -> NCTModel:
         """The best Gaussian model of the training frames: principal axes and their widths."""
@@ -333,11 +298,14 @@ class NCT:
                                     [None] * self.restarts, strict=True):
             fingerprint = {"data": record, "settings": self.settings(seed)}
             model, history = self._fit_seed(data, validation, seed, checkpoint, fingerprint)
-            fits.append((model.info.training.validation_nll, model, history))
+            record_ = model.info.training
+            vamp = record_.kinetic.validation_vamp2 if record_.kinetic else 0.0
+            fits.append((record_.validation_nll - self.kinetic_weight * vamp, model, history))
         best = min(range(len(fits)), key=lambda k: fits[k][0])
         _, self._model, self.history = fits[best]
         self._model.info.training.restarts = Restarts(
-            seeds=self.seeds, validation_nll=[float(nll) for nll, _, _ in fits])
+            seeds=self.seeds, validation_nll=[float(m.info.training.validation_nll)
+                                              for _, m, _ in fits])
         return self
 
     def _fit_seed(self, data: PhaseSpaceData, validation: PhaseSpaceData | None, seed: int,
@@ -350,7 +318,7 @@ class NCT:
             train, val = validation_split(data, self.validation_fraction)
             val_p, val_q = data.p[val], data.q[val]
         else:
-            train = np.arange(len(data))
+            train, val = np.arange(len(data)), None
             val_p, val_q = validation.p, validation.q
         if len(train) < MIN_TRAIN_FRAMES:
             raise NCTInputError(
@@ -372,6 +340,8 @@ class NCT:
         val_p, val_q = val_p.to(**to), val_q.to(**to)
         steps_per_epoch = max(1, len(train) // self.batch_size)
         state = {"epoch": -1, "order": None, "p": data.p[train].to(**to)}
+        kinetic = self._kinetic_pairs(data, train, val, validation, world)
+        q_all = data.q.to(**to)
 
         def loss(step: int):
             epoch, k = divmod(step, steps_per_epoch)
@@ -382,14 +352,27 @@ class NCT:
                     state["p"] = data.resample_momenta(generator)[train].to(**to)
             idx = state["order"][k * self.batch_size:(k + 1) * self.batch_size][rank::world]
             nll = net(state["p"][idx], q_train[idx]).mean()
-            return nll, {"epoch": epoch, "global_loss": _mean_over_processes(nll, world)}
+            metrics = {"epoch": epoch, "global_loss": mean_over_processes(nll, world)}
+            if kinetic is None:
+                return nll, metrics
+            pick = torch.randint(len(kinetic[0]), (4 * self.batch_size,), generator=generator)
+            score = self._pair_vamp2(model, q_all, kinetic[0][pick], kinetic[1][pick])
+            return nll - self.kinetic_weight * score, {**metrics, "vamp2": float(score)}
 
         @torch.no_grad()  # the couplings' momentum lift then builds no double-backward graph
-        def evaluate() -> float:
+        def validation_nll() -> float:
             total = sum(float(objective(val_p[start:start + 4096],
                                         val_q[start:start + 4096]).sum())
                         for start in range(0, len(val_q), 4096))
             return total / len(val_q)
+
+        @torch.no_grad()
+        def validation_vamp2() -> float | None:
+            return (None if kinetic is None else
+                    float(self._pair_vamp2(model, q_all, kinetic[2], kinetic[3])))
+
+        def evaluate() -> float:
+            return validation_nll() - self.kinetic_weight * (validation_vamp2() or 0.0)
 
         def recenter_each_epoch(step: int) -> None:
             if step % steps_per_epoch == 0:
@@ -407,18 +390,47 @@ class NCT:
                           after_step=recenter_each_epoch, steps_per_epoch=steps_per_epoch)
         history = trainer.fit()
         best = trainer.best or {"value": math.nan, "step": trainer.step}
+        model.eval()
+        vamp = validation_vamp2()
         model.info.training = TrainingInfo(
             n_train_frames=int(len(train)), n_validation_frames=int(len(val_q)),
             epochs_run=int(math.ceil(trainer.step / steps_per_epoch)),
             best_epoch=int(best["step"] // steps_per_epoch),
-            validation_nll=float(best["value"]), seed=seed,
+            validation_nll=float(best["value"]) if vamp is None else validation_nll(),
+            seed=seed,
             epoch_losses=_epoch_means(history, "global_loss"),
             processes=world, objective=self.objective,
             hyperparameters=Hyperparameters(epochs=self.epochs, batch_size=self.batch_size,
                                             lr=self.lr, weight_decay=self.weight_decay,
                                             patience=self.patience),
+            kinetic=None if vamp is None else KineticInfo(
+                weight=self.kinetic_weight, lag_frames=int(kinetic[4]), n_slow=self.n_slow,
+                validation_vamp2=vamp),
         )
         return model, history
+
+    def _kinetic_pairs(self, data: PhaseSpaceData, train: np.ndarray, val: np.ndarray | None,
+                       validation: PhaseSpaceData | None, world: int) -> tuple | None:
+        """``(train_first, train_second, val_first, val_second, lag)`` of the kinetic objective.
+
+        Time-lagged frame pairs inside the training and inside the validation frames (never
+        across trajectories or between the two sets); None without the kinetic objective.
+        """
+        if not self.kinetic_weight:
+            return None
+        if validation is not None or world > 1:
+            raise NCTInputError("kinetic_weight needs the validation frames held out of the data "
+                                "(no separate validation set) and a single training process")
+        lag = data.lag_frames(self.lag_ps)
+        pairs = [torch.as_tensor(a) for frames in (train, val)
+                 for a in lagged_pairs_within(data, lag, frames)]
+        return (*pairs, lag)
+
+    def _pair_vamp2(self, model: NCTModel, q: torch.Tensor, first: torch.Tensor,
+                    second: torch.Tensor) -> torch.Tensor:
+        """VAMP-2 of the ``n_slow`` slowest latent positions over pairs ``(first, second)``."""
+        return vamp2(model.latent_positions(q[first])[:, :self.n_slow],
+                     model.latent_positions(q[second])[:, :self.n_slow])
 
     def fetch_model(self) -> NCTModel:
         """An independent copy of the fitted model."""

@@ -140,6 +140,22 @@ class Restarts(_Record):
 
 
 @dataclass
+class KineticInfo(_Record):
+    """The kinetic objective of a fit (:mod:`nct_md.train.kinetic`).
+
+    ``weight`` (of the VAMP-2 term), ``lag_frames`` (its lag), ``n_slow`` (slowest latent
+    positions scored), ``validation_vamp2`` (their VAMP-2 score, constant excluded, on the
+    validation pairs with the kept weights).
+    """
+
+    weight: float
+    lag_frames: int
+    n_slow: int
+    validation_vamp2: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class TrainingInfo(_Record):
     """Record of a maximum-likelihood fit (written by :class:`nct_md.estimator.NCT`).
 
@@ -167,12 +183,15 @@ class TrainingInfo(_Record):
         Provenance: training trajectory files, relative to the model file's folder.
     topology_file : str, optional
         Provenance: topology file, relative to the model file's folder.
+    kinetic : KineticInfo, optional
+        The kinetic objective, when it was used.
     extra : dict
         Keys this version does not know, kept as read.
     """
 
     _nested: ClassVar[dict[str, type[_Record]]] = {"hyperparameters": Hyperparameters,
-                                                   "restarts": Restarts}
+                                                   "restarts": Restarts,
+                                                   "kinetic": KineticInfo}
 
     n_train_frames: int
     n_validation_frames: int
@@ -187,6 +206,7 @@ class TrainingInfo(_Record):
     restarts: Restarts | None = None
     files: list[str] | None = None
     topology_file: str | None = None
+    kinetic: KineticInfo | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

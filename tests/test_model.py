@@ -9,12 +9,12 @@ import torch
 from nct_md.cli import main
 from nct_md.cv.extract import iter_cvs
 from nct_md.errors import NCTInputError
-from nct_md.estimator import validation_split
 from nct_md.flows import SymplecticFlow
 from nct_md.flows.experimental import LinearSymplectic
 from nct_md.md import io
 from nct_md.md.phase import load_phase_space
 from nct_md.model import NCTModel
+from nct_md.train.split import validation_split
 
 
 def test_save_load_transform_identical(small_model_file, ala_data_files, tmp_path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nct_md.cli import param_flags
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -26,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace report files already in DIR")
     parser.add_argument("--out", type=Path, required=True, help="output folder DIR")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, flags=param_flags(parser))
 
 
 def run(args: argparse.Namespace) -> None:

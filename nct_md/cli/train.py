@@ -9,7 +9,7 @@ from pathlib import Path
 
 from nct_md.cli import options, param_flags
 
-#: integer options: (flag, default, help)
+#: integer and float options: (flag, default, help)
 INTEGERS = (("epochs", 40, "training epochs"), ("couplings", 8, "coupling layers"),
             ("hidden", 64, "conditioner width"),
             ("depth", 2, "hidden layers per conditioner; fewer couplings and layers make an "
@@ -17,7 +17,12 @@ INTEGERS = (("epochs", 40, "training epochs"), ("couplings", 8, "coupling layers
             ("patience", 6, "stop after this many epochs without a better validation loss"),
             ("stride", 1, "use every n-th frame"), ("seed", 0, "random seed"),
             ("restarts", 1, "fit this many times (seeds SEED, SEED+1, ...) and keep the fit "
-                            "with the best validation likelihood"))
+                            "with the best validation likelihood"),
+            ("n-slow", 2, "slowest latent coordinates the kinetic objective makes slow"))
+FLOATS = (("lr", 2e-3, "peak learning rate"),
+          ("kinetic-weight", 0.0, "weight of the kinetic objective (VAMP-2 of the N_SLOW "
+                                  "slowest latent coordinates at lag LAG_PS; 0: likelihood only)"),
+          ("lag-ps", 10.0, "lag time of the kinetic objective in ps"))
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -37,12 +42,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="atoms: heavy (default), backbone, all, or an mdtraj selection")
     parser.add_argument("--temperature", type=float,
                         help="data temperature in K (default: read from nct-md simulate files)")
-    for flag, default, text in INTEGERS:
-        parser.add_argument(f"--{flag}", type=int, default=default,
+    for flag, default, text in (*INTEGERS, *FLOATS):
+        parser.add_argument(f"--{flag}", type=type(default), default=default,
                             dest="n_couplings" if flag == "couplings" else None,
                             metavar=flag.upper().replace("-", "_"),
-                            help=f"{text} (default {default})")
-    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
+                            help=f"{text} (default {default:g})")
     parser.add_argument("--objective", choices=["phase-space", "configuration"],
                         default="phase-space", help="likelihood of phase-space points (default, "
                         "needs momenta) or of configurations alone (faster)")

@@ -15,6 +15,7 @@ import torch
 
 from nct_md.cv import reference, scores
 from nct_md.errors import NCTInputError
+from nct_md.md.data import lag_frames
 from nct_md.model import NCTModel, per_ps_to_wavenumber
 
 #: k-means states of the discretised ("MSM-style") VAMP-2 score.
@@ -60,27 +61,6 @@ class Features:
         return np.concatenate(getattr(self, name))
 
 
-def lag_frames(trajs: list[md.Trajectory], lag_ps: float) -> int:
-    """The lag in frames for a lag time in ps; all trajectories must share the frame spacing."""
-    if any(np.isnan(t.time).any() for t in trajs):
-        raise NCTInputError("the trajectory files store no frame times; pass --dt (dt_ps=) with "
-                            "the frame spacing in ps")
-    steps = {round(float(np.median(np.diff(t.time))), 6) for t in trajs if t.n_frames > 1}
-    if len(steps) != 1:
-        raise NCTInputError(f"trajectories have different or unknown frame spacings {steps} ps; "
-                            "give files saved at one interval")
-    dt = steps.pop()
-    if dt <= 0:
-        raise NCTInputError("frame times do not increase; check the trajectory files")
-    lag = int(round(lag_ps / dt))
-    if lag < 1 or abs(lag * dt - lag_ps) > 1e-6 * max(lag_ps, 1.0):
-        raise NCTInputError(f"--lag-ps {lag_ps} is not a positive multiple of the frame "
-                            f"spacing {dt} ps")
-    if any(t.n_frames <= lag for t in trajs):
-        raise NCTInputError(f"a trajectory is shorter than the lag of {lag} frames")
-    return lag
-
-
 def _blocks(features: Features, block: int) -> tuple[Features, Features]:
     """Split each trajectory into alternating blocks of ``block`` frames (even, odd)."""
     even, odd = Features([], [], [], []), Features([], [], [], [])
@@ -103,7 +83,7 @@ def build_report(model: NCTModel, test: list[md.Trajectory],
     if not test:
         raise NCTInputError("no trajectories to report on")
     k_max = min(k_max, model.preprocessing.n_dof)
-    lag = lag_frames(test + (train or []), lag_ps)
+    lag = lag_frames([t.time for t in test + (train or [])], lag_ps)
     held = Features.of(model, test, k_max)
     if train:
         fit, protocol = Features.of(model, train, k_max), "fit on training trajectories, " \

@@ -170,3 +170,32 @@ class PhaseSpaceData:
                   for k in range(self.n_traj)]
         first = np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
         return first, first + lag
+
+    def lag_frames(self, lag_ps: float) -> int:
+        """The lag in frames for ``lag_ps`` (ps) in these trajectories (:func:`lag_frames`)."""
+        return lag_frames([self.times[self.boundaries[k]:self.boundaries[k + 1]]
+                           for k in range(self.n_traj)], lag_ps)
+
+
+def lag_frames(times: list[np.ndarray], lag_ps: float) -> int:
+    """The lag in frames for a lag time ``lag_ps`` (ps), given each trajectory's frame times (ps).
+
+    All trajectories must share one frame spacing, and each must be longer than the lag.
+    """
+    if any(np.isnan(t).any() for t in times):
+        raise NCTInputError("the trajectory files store no frame times; pass dt_ps (--dt) with "
+                            "the frame spacing in ps")
+    steps = {round(float(np.median(np.diff(t))), 6) for t in times if len(t) > 1}
+    if len(steps) != 1:
+        raise NCTInputError(f"trajectories have different or unknown frame spacings {steps} ps; "
+                            "give files saved at one interval")
+    dt = steps.pop()
+    if dt <= 0:
+        raise NCTInputError("frame times do not increase; check the trajectory files")
+    lag = int(round(lag_ps / dt))
+    if lag < 1 or abs(lag * dt - lag_ps) > 1e-6 * max(lag_ps, 1.0):
+        raise NCTInputError(f"lag_ps {lag_ps:g} is not a positive multiple of the frame "
+                            f"spacing {dt:g} ps")
+    if any(len(t) <= lag for t in times):
+        raise NCTInputError(f"a trajectory is shorter than the lag of {lag} frames")
+    return lag

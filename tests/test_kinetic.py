@@ -1,0 +1,84 @@
+"""The kinetic objective: VAMP-2 against deeptime, and training that makes the slow CVs slower."""
+
+import numpy as np
+import pytest
+import torch
+from deeptime.decomposition import VAMP
+
+from nct_md.cli import main
+from nct_md.errors import NCTInputError
+from nct_md.estimator import NCT
+from nct_md.md.phase import load_phase_space
+from nct_md.model import NCTModel
+from nct_md.train.kinetic import lagged_pairs_within, vamp2
+from nct_md.train.split import validation_split
+
+
+def _deeptime_vamp2(x: np.ndarray, y: np.ndarray) -> float:
+    """deeptime's VAMP-2 of instantaneous/lagged pairs, constant function removed."""
+    return VAMP().fit((x, y)).fetch_model().score(2) - 1
+
+
+def test_vamp2_equals_deeptime_on_a_correlated_linear_process():
+    rng = np.random.default_rng(0)
+    x = np.zeros((50_000, 3))
+    for t in range(1, len(x)):
+        x[t] = [0.99, 0.9, 0.5] * x[t - 1] + rng.normal(size=3) * [1, 2, 3]
+    x[:, 1] += 0.5 * x[:, 0]  # correlated coordinates: the whitening matters
+    ours = float(vamp2(torch.as_tensor(x[:-5]), torch.as_tensor(x[5:]), epsilon=1e-12))
+    assert ours == pytest.approx(_deeptime_vamp2(x[:-5], x[5:]), abs=1e-10)
+    assert 1.0 < ours < 2.0  # two slow processes, one fast
+
+
+@pytest.fixture(scope="module")
+def two_trajectories(ala_data_files):
+    return load_phase_space([ala_data_files[1], ala_data_files[4]], select="heavy", stride=2)
+
+
+def _latent_vamp2(model: NCTModel, data, first, second, k: int = 2) -> float:
+    with torch.no_grad():
+        x = model.latent_positions(data.q[first].double())[:, :k].numpy()
+        y = model.latent_positions(data.q[second].double())[:, :k].numpy()
+    return _deeptime_vamp2(x, y)
+
+
+def test_kinetic_training_makes_the_slowest_coordinates_slower(two_trajectories):
+    data = two_trajectories
+    settings = dict(n_couplings=2, hidden=32, epochs=4, seed=0, progress=False,
+                    dtype=torch.float64)
+    plain = NCT(**settings).fit(data).fetch_model()
+    kinetic = NCT(**settings, kinetic_weight=20.0, lag_ps=10.0).fit(data).fetch_model()
+    record = kinetic.info.training.kinetic
+    assert record.weight == 20.0 and record.n_slow == 2
+    assert record.lag_frames == 5  # 10 ps at 2 ps per frame (stride 2 of 1 ps frames)
+    assert plain.info.training.kinetic is None
+    _, val = validation_split(data, 0.2)
+    first, second = lagged_pairs_within(data, 5, val)
+    assert record.validation_vamp2 == pytest.approx(
+        _latent_vamp2(kinetic, data, first, second), abs=1e-6)
+    gain = record.validation_vamp2 - _latent_vamp2(plain, data, first, second)
+    print(f"validation VAMP-2 gain {gain:.3f}")
+    assert gain > 0.05, gain
+
+
+def test_kinetic_settings_and_data_are_checked(two_trajectories, write_h5, tmp_path):
+    with pytest.raises(NCTInputError, match="kinetic_weight must be a non-negative"):
+        NCT(kinetic_weight=-1.0)
+    with pytest.raises(NCTInputError, match="lag_ps 3 is not a positive multiple"):
+        NCT(epochs=1, kinetic_weight=1.0, lag_ps=3.0, progress=False).fit(two_trajectories)
+    with pytest.raises(NCTInputError, match="shorter than the lag"):
+        NCT(epochs=1, kinetic_weight=1.0, lag_ps=100_000.0, progress=False).fit(
+            two_trajectories)
+
+
+def test_cli_trains_with_the_kinetic_objective_and_the_model_keeps_its_record(
+        ala_data_files, tmp_path):
+    out = tmp_path / "kinetic.pt"
+    assert main(["train", str(ala_data_files[1]), str(ala_data_files[4]), "--stride", "4",
+                 "--epochs", "1", "--couplings", "1", "--hidden", "16", "--kinetic-weight", "5",
+                 "--lag-ps", "8", "--seed", "0", "--out", str(out)]) == 0
+    record = NCTModel.load(out).info.training.kinetic
+    assert (record.weight, record.lag_frames, record.n_slow) == (5.0, 2, 2)
+    assert 0.0 < record.validation_vamp2 <= 2.0
+    assert main(["train", str(ala_data_files[1]), "--lag-ps", "3", "--kinetic-weight", "1",
+                 "--stride", "4", "--out", str(tmp_path / "bad.pt")]) == 2
