@@ -357,7 +357,7 @@ class NCT:
                 return nll, metrics
             pick = torch.randint(len(kinetic[0]), (4 * self.batch_size,), generator=generator)
             score = self._pair_vamp2(model, q_all, kinetic[0][pick], kinetic[1][pick])
-            return nll - self.kinetic_weight * score, {**metrics, "vamp2": float(score)}
+            return nll - self.kinetic_weight * score, {**metrics, "vamp2": float(score.detach())}
 
         @torch.no_grad()  # the couplings' momentum lift then builds no double-backward graph
         def validation_nll() -> float:
