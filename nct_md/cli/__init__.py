@@ -4,7 +4,8 @@ Each sub-command lives in its own module of this package and exposes ``add_parse
 which registers the sub-command and sets ``func`` (called with the parsed arguments): it parses
 arguments and calls one library function, imported inside ``func`` so that ``nct-md --help``
 imports neither torch nor OpenMM. Option names are the library's parameter names; a sub-command
-may set ``flags`` (:func:`param_flags`) so that an error naming a parameter names its flag.
+may set ``flags`` (:func:`~nct_md.cli.plumbing.param_flags`) so that an error naming a
+parameter names its flag.
 
 ``main`` turns a user's mistake (:class:`~nct_md.errors.NCTInputError`, or an operating-system
 error such as a missing or unwritable file) into one line on stderr and exit code 2, and Ctrl-C
@@ -15,13 +16,11 @@ half-written is left behind.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
-import signal
 import sys
-from collections.abc import Iterator
 
 from nct_md import __version__
+from nct_md.cli.plumbing import flag_named, one_line, sigterm_as_interrupt
 from nct_md.errors import NCTInputError, NCTInterrupted
 
 #: Sub-command modules, in the order ``nct-md --help`` lists them.
@@ -46,65 +45,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def param_flags(parser: argparse.ArgumentParser, *params: str) -> dict[str, str]:
-    """Library parameter name -> flag of ``parser`` for ``params`` (default: every option)."""
-    return {action.dest: action.option_strings[-1] for action in parser._actions
-            if action.option_strings and action.dest != "help" and (not params
-                                                                    or action.dest in params)}
-
-
-def options(args: argparse.Namespace) -> dict:
-    """The parsed options as keyword arguments of the library call."""
-    return {k: v for k, v in vars(args).items() if k not in ("command", "func", "flags")}
-
-
-def _raise_interrupted(signum: int, frame: object) -> None:
-    raise NCTInterrupted(f"stopped by {signal.Signals(signum).name}")
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into an exception while a command runs, so that it cleans up like Ctrl-C."""
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise_interrupted)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _one_line(exc: BaseException) -> str:
-    """An exception's message on one line (OSErrors as 'reason: file')."""
-    if isinstance(exc, OSError) and not isinstance(exc, NCTInputError) and exc.strerror:
-        text = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
-    else:
-        text = str(exc) or type(exc).__name__
-    return " ".join(text.split())
-
-
-def _flag_named(text: str, flags: dict[str, str]) -> str:
-    """``text`` with a leading parameter name of ``flags`` replaced by its flag."""
-    name, space, rest = text.partition(" ")
-    return f"{flags[name]} {rest}" if space and name in flags else text
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 success, 2 bad input, 130 interrupted)."""
     args = build_parser().parse_args(argv)
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             args.func(args)
     except (NCTInputError, OSError) as exc:
-        text = _one_line(exc)
+        text = one_line(exc)
         if isinstance(exc, NCTInputError):
-            text = _flag_named(text, getattr(args, "flags", {}))
+            text = flag_named(text, getattr(args, "flags", {}))
         print(f"nct-md {args.command}: error: {text}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        what = _one_line(exc) if isinstance(exc, NCTInterrupted) else "interrupted"
+        what = one_line(exc) if isinstance(exc, NCTInterrupted) else "interrupted"
         print(f"nct-md {args.command}: {what}", file=sys.stderr)
         return 130
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nct_md.cli import param_flags
+from nct_md.cli.plumbing import param_flags
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nct_md.cli import options, param_flags
+from nct_md.cli.plumbing import options, param_flags
 from nct_md.md.choices import FORCEFIELDS, SOLVENTS
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from nct_md.cli import options
+from nct_md.cli.plumbing import options
 from nct_md.md import choices
 
 

@@ -7,7 +7,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from nct_md.cli import options, param_flags
+from nct_md.cli.plumbing import options, param_flags
 
 #: integer and float options: (flag, default, help)
 INTEGERS = (("epochs", 40, "training epochs"), ("couplings", 8, "coupling layers"),
