@@ -341,7 +341,7 @@ class NCT:
         steps_per_epoch = max(1, len(train) // self.batch_size)
         state = {"epoch": -1, "order": None, "p": data.p[train].to(**to)}
         kinetic = self._kinetic_pairs(data, train, val, validation, world)
-        q_all = data.q.to(**to)
+        q_all = None if kinetic is None else data.q.to(**to)  # lagged pairs index all frames
 
         def loss(step: int):
             epoch, k = divmod(step, steps_per_epoch)
