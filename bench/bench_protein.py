@@ -16,8 +16,6 @@ Usage: ``python -m bench.bench_protein``
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -26,6 +24,7 @@ import mdtraj as md
 import numpy as np
 import torch
 
+from bench.bench_cvs import time_cvs_command
 from nct_md.estimator import NCT
 from nct_md.md.phase import load_phase_space
 from nct_md.systems.ca_chain import ca_chain, noisy_frames
@@ -69,18 +68,8 @@ def main() -> dict:
     model.save(model_file, overwrite=True)
     out = folder / "cvs.npy"
     out.unlink(missing_ok=True)
-    measured = (
-        "import resource, sys, time\n"
-        "from nct_md.cli import main\n"
-        "start = time.perf_counter()\n"
-        f"rc = main(['cvs', {str(model_file)!r}, {str(cvs_dcd)!r}, '--top', {str(pdb)!r}, "
-        f"'--out', {str(out)!r}])\n"
-        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "print(time.perf_counter() - start, peak)\n"
-        "sys.exit(rc)\n")
-    child = subprocess.run([sys.executable, "-c", measured], check=True, capture_output=True,
-                           text=True)
-    wall, peak_kib = map(float, child.stdout.split()[-2:])
+    wall, peak_kib = time_cvs_command([str(model_file), str(cvs_dcd), '--top', str(pdb),
+                                       '--out', str(out)])
     cvs = np.load(out)
     result = {
         "atoms": N_RESIDUES, "dof": data.n_dof, "train_frames": TRAIN_FRAMES,
