@@ -67,7 +67,9 @@ class Preprocessing(nn.Module):
     def __init__(self, reference: np.ndarray, masses: np.ndarray, temperature: float,
                  mean: np.ndarray | None = None, axes: np.ndarray | None = None):
         super().__init__()
-        basis = EckartFrame(reference, masses).internal
+        #: the Eckart frame of ``reference`` and ``masses`` (numpy, float64), built once
+        self.frame = EckartFrame(reference, masses)
+        basis = self.frame.internal
         d = basis.shape[1]
         sqrt_m = np.sqrt(np.repeat(np.asarray(masses, dtype=np.float64), 3))
         self.register_buffer("reference", torch.as_tensor(np.asarray(reference, np.float64)))
@@ -82,11 +84,6 @@ class Preprocessing(nn.Module):
     def n_dof(self) -> int:
         """Internal degrees of freedom ``d`` (3N - 6)."""
         return self.basis.shape[1]
-
-    @property
-    def frame(self) -> EckartFrame:
-        """The Eckart frame of the ``reference`` and ``masses`` buffers (numpy, float64)."""
-        return EckartFrame(self.reference.cpu().numpy(), self.masses.cpu().numpy())
 
     def superpose(self, xyz: np.ndarray) -> Tensor:
         """Frames of the model's atoms ``(B, N, 3)`` nm -> Eckart-frame positions ``q``
