@@ -141,7 +141,8 @@ mi_psi = max(mi["cv1"]["psi"], mi["cv2"]["psi"])
 mi_phi = max(mi["cv1"]["phi"], mi["cv2"]["phi"])
 basins = report["basin_classification"]["nct_cv1_cv2"]
 print(f"MI with Psi {mi_psi:.2f}, with Phi {mi_phi:.2f} nats; basin accuracy {basins:.3f}")
-assert mi_psi > 1.0 and mi_phi > 0.5 and basins > 0.85'''),
+# the slow-CV targets (Phi 0.8 nats, basin accuracy 0.93); Psi 1.3 nats in quick mode
+assert mi_psi > 1.3 and mi_phi > 0.8 and basins > 0.93'''),
     ],
     "03_latent_interpolation.ipynb": [
         ("md", """# 3. Latent interpolation: what the slow modes do to the molecule
@@ -284,8 +285,8 @@ against 3.0 nats at 500 samples)."""),
         ("code", '''kl = summary["ramachandran_kl_nats"]["within_basins"]
 floor = summary["ramachandran_kl_floor_nats"]["within_basins"]
 assert summary["finite_energy_fraction"] >= 0.99 and summary["l_chirality_fraction"] >= 0.99
-assert summary["kish_ess_fraction"] >= 0.05
-assert kl <= floor + 1.5'''),
+assert summary["kish_ess_fraction"] >= 0.15
+assert kl <= floor + 1.2'''),
     ],
     "05_export_and_metadynamics.ipynb": [
         ("md", """# 5. Exporting the CVs and running metadynamics
