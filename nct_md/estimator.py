@@ -23,7 +23,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from nct_md import __version__
-from nct_md.errors import NCTInputError
+from nct_md.errors import NCTInputError, check_integer, check_number
 from nct_md.flows import LinearPointTransform, SymplecticFlow
 from nct_md.flows.builders import COUPLINGS
 from nct_md.latent import HarmonicLatent
@@ -88,22 +88,6 @@ def _internal_gaussian_start(flow: SymplecticFlow, pre: Preprocessing, q: torch.
         last.base_inv.copy_(axes)
         return HarmonicLatent(len(widths), 1.0 / widths)
     return HarmonicLatent(len(widths), 1.0 / y.std(0))
-
-
-def check_integer(name: str, value: object, minimum: int = 1) -> None:
-    """Raise NCTInputError naming ``name`` unless ``value`` is an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise NCTInputError(f"{name} must be {what}, got {value}")
-
-
-def check_number(name: str, value: object, zero: bool = False) -> None:
-    """Raise NCTInputError naming ``name`` unless ``value`` is a finite number > 0 (>= 0)."""
-    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not real or not math.isfinite(value) or value < 0 or (value == 0 and not zero):
-        shown = f"{value:g}" if real else repr(value)
-        raise NCTInputError(f"{name} must be a {'non-negative' if zero else 'positive'} number, "
-                            f"got {shown}")
 
 
 class NCT:

@@ -100,7 +100,7 @@ def test_choose_platform_measures(ala_pdb):
 @pytest.mark.parametrize(("args", "message"), [
     (["--temperature", "0"], "temperature must be a positive"),
     (["--temperature", "-5"], "temperature must be a positive"),
-    (["--ns", "0"], "--ns must be positive"),
+    (["--ns", "0"], "--ns must be a positive number"),
     (["--save-every-ps", "0.003"], "not a whole number"),
     (["--timestep-fs", "10"], "--timestep-fs must be in"),
     (["--platform", "Quantum"], "platform 'Quantum' is not available"),

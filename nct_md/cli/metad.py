@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from nct_md.cli.plumbing import param_flags
 from nct_md.md.choices import CONSTRAINTS, FORCEFIELDS, SOLVENTS
 
 
@@ -48,7 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="OpenMM platform (default Reference, the fastest for small "
                              "molecules)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, flags=param_flags(parser))
 
 
 def run(args: argparse.Namespace) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from nct_md.cli.plumbing import options
+from nct_md.cli.plumbing import options, param_flags
 from nct_md.md import choices
 
 
@@ -55,7 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "tip3p (default: 10)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, flags=param_flags(parser))
 
 
 def run(args: argparse.Namespace) -> None:

@@ -28,13 +28,12 @@ from tqdm.auto import tqdm
 
 from nct_md.atomic import atomic_path
 from nct_md.cv.reference import phi_psi
-from nct_md.errors import NCTInputError
+from nct_md.errors import NCTInputError, check_number
 from nct_md.export.openmm_force import bias_variables
 from nct_md.export.plumed import default_widths
 from nct_md.export.torchscript import cv_module
 from nct_md.md.langevin import (
     check_platform,
-    check_positive,
     choose_platform,
     frame_steps,
     langevin_integrator,
@@ -71,8 +70,8 @@ def phi_sign_changes(phi: np.ndarray) -> int:
 def _check_settings(ns: float, save_every_ps: float, pace: int, n_biased: int, model: NCTModel,
                     bias_factor: float, height: float) -> None:
     """Refuse bad run lengths and bias settings (the rest is checked by :mod:`nct_md.md`)."""
-    for name, value in (("ns", ns), ("save-every-ps", save_every_ps), ("height", height)):
-        check_positive(name, value)
+    for name, value in (("ns", ns), ("save_every_ps", save_every_ps), ("height", height)):
+        check_number(name, value)
     if not bias_factor > 1:
         raise NCTInputError(f"--bias-factor must be > 1, got {bias_factor}")
     if pace < 1:

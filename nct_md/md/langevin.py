@@ -11,7 +11,7 @@ available_platforms(), check_platform(name), platform_properties(name)
     (one thread on CPU).
 choose_platform(system, positions, temperature)
     Time a short run on every available OpenMM platform and return the fastest.
-time_step(constraints, timestep_fs), check_positive(name, value), frame_steps(save_every_ps, step)
+time_step(constraints, timestep_fs), frame_steps(save_every_ps, step)
     The checks of run settings, with the command-line option names in their messages.
 """
 
@@ -117,12 +117,6 @@ def time_step(constraints: str, timestep_fs: float | None) -> float:
         raise NCTInputError(f"--timestep-fs must be in (0, {MAX_TIMESTEP_FS:g}] fs, "
                             f"got {timestep_fs}")
     return step
-
-
-def check_positive(name: str, value: float) -> None:
-    """Refuse a value of option ``--name`` that is not a positive finite number."""
-    if not np.isfinite(value) or value <= 0:
-        raise NCTInputError(f"--{name} must be positive, got {value}")
 
 
 def frame_steps(save_every_ps: float, step_fs: float) -> int:

@@ -39,13 +39,12 @@ from openmm import app, unit
 from tqdm.auto import tqdm
 
 from nct_md.atomic import atomic_path
-from nct_md.errors import NCTInputError
+from nct_md.errors import NCTInputError, check_number
 from nct_md.md.choices import ENSEMBLES, PERIODIC_SOLVENTS, POSITIONS
 from nct_md.md.io import PROVENANCE_ATTR
 from nct_md.md.langevin import (
     FRICTION_PER_PS,
     check_platform,
-    check_positive,
     choose_platform,
     frame_steps,
     langevin_integrator,
@@ -103,8 +102,8 @@ def _validate(forcefield: str, solvent: str, temperature: float, ns: float, save
     """Check the settings; return (time step fs, steps per frame, number of frames)."""
     check_choices(forcefield, solvent, constraints)
     check_temperature(temperature)
-    check_positive("ns", ns)
-    check_positive("save-every-ps", save_every_ps)
+    check_number("ns", ns)
+    check_number("save_every_ps", save_every_ps)
     if not np.isfinite(equilibrate_ps) or equilibrate_ps < 0:
         raise NCTInputError(f"--equilibrate-ps must be zero or positive, got {equilibrate_ps}")
     step = time_step(constraints, timestep_fs)

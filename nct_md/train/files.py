@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nct_md.atomic import check_output
-from nct_md.estimator import NCT, check_integer
+from nct_md.errors import check_integer
+from nct_md.estimator import NCT
 from nct_md.md.io import read_provenance
 from nct_md.md.phase import load_phase_space
 from nct_md.md.thermo import check_temperature
