@@ -277,14 +277,14 @@ class NCT:
                 "degenerate; select heavy atoms (--select heavy) or use unconstrained data")
         record = (data_fingerprint(data, validation, files) if self.checkpoint is not None
                   else {})
-        fits = []  # (validation NLL, model, history) per seed
+        fits = []  # (validation objective: NLL - kinetic_weight * VAMP-2, model, history) per seed
         for seed, checkpoint in zip(self.seeds, self.checkpoint_paths() or
                                     [None] * self.restarts, strict=True):
             fingerprint = {"data": record, "settings": self.settings(seed)}
             model, history = self._fit_seed(data, validation, seed, checkpoint, fingerprint)
-            record_ = model.info.training
-            vamp = record_.kinetic.validation_vamp2 if record_.kinetic else 0.0
-            fits.append((record_.validation_nll - self.kinetic_weight * vamp, model, history))
+            training = model.info.training
+            vamp = training.kinetic.validation_vamp2 if training.kinetic else 0.0
+            fits.append((training.validation_nll - self.kinetic_weight * vamp, model, history))
         best = min(range(len(fits)), key=lambda k: fits[k][0])
         _, self._model, self.history = fits[best]
         self._model.info.training.restarts = Restarts(
