@@ -23,6 +23,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from nct_md import __version__
+from nct_md.defaults import TRAINING, hidden_width
 from nct_md.errors import NCTInputError, check_integer, check_number
 from nct_md.flows import LinearPointTransform, SymplecticFlow
 from nct_md.flows.builders import COUPLINGS
@@ -39,7 +40,7 @@ from nct_md.train.gaussian_start import (
     principal_axes,
     start_covariance,
 )
-from nct_md.train.kinetic import lagged_pairs_within, vamp2
+from nct_md.train.kinetic import kinetic_pairs, vamp2
 from nct_md.train.losses import OBJECTIVES
 from nct_md.train.split import (
     MIN_TRAIN_FRAMES,
@@ -97,8 +98,11 @@ class NCT:
     ----------
     n_couplings : int
         Affine-coupling point transformations in the flow (a linear point transform follows).
-    hidden, depth : int
-        Width and hidden layers of each coupling's conditioner.
+    hidden : int, optional
+        Width of each coupling's conditioner; default sized from the degrees of freedom
+        ``d`` of the data (:func:`nct_md.defaults.hidden_width`: ``2 d`` within [128, 256]).
+    depth : int
+        Hidden layers of each coupling's conditioner.
     epochs : int
         Passes over the training frames (early stopping may end sooner).
     batch_size : int
@@ -113,7 +117,8 @@ class NCT:
     seed : int
     restarts : int
         Fit seeds ``seed, seed + 1, ...`` (this many) and keep the fit with the best
-        validation likelihood; all of them are recorded in ``info.training.restarts``.
+        validation objective (likelihood, minus the kinetic term when it is used); all of them
+        are recorded in ``info.training.restarts``.
     device : str or torch.device
     dtype : torch.dtype
         float32 (default) or float64.
@@ -135,12 +140,16 @@ class NCT:
     coupling : {"affine", "spline"}
         Affine couplings (default; exportable as a TorchScript CV) or rational-quadratic spline
         couplings (multimodal coordinates such as torsions; for generators).
-    kinetic_weight : float
+    kinetic_weight : float, optional
         Weight of the kinetic objective (:mod:`nct_md.train.kinetic`): each step also maximises
         ``kinetic_weight`` times the VAMP-2 score of the ``n_slow`` slowest latent positions at
         ``t`` and ``t + lag_ps`` (pairs within one trajectory, training frames only); validation,
-        early stopping and the choice among restarts use the same combined objective. 0 (the
-        default) is the paper's pure likelihood. Needs time-ordered trajectories with frame times.
+        early stopping and the choice among restarts use the same combined objective. 0 is the
+        paper's pure likelihood; a number needs time-ordered trajectories with frame times.
+        None (the default) uses :data:`nct_md.defaults.KINETIC_WEIGHT` where the data are such
+        trajectories (one frame spacing, each longer than the lag) and the likelihood alone
+        otherwise (separate validation data, several processes, frames without times); the
+        fitted model records which (``info.training.kinetic``).
     lag_ps : float
         Lag time of the kinetic objective, ps (a multiple of the frame spacing).
     n_slow : int
@@ -158,25 +167,30 @@ class NCT:
     :data:`MIN_TRAIN_FRAMES` training frames are refused.
     """
 
-    def __init__(self, n_couplings: int = 6, hidden: int = 64, depth: int = 2, epochs: int = 30,
-                 batch_size: int = 256, lr: float = 2e-3, weight_decay: float = 1e-5,
-                 validation_fraction: float = 0.2, patience: int = 6, seed: int = 0,
-                 restarts: int = 1,
+    def __init__(self, n_couplings: int = TRAINING["n_couplings"], hidden: int | None = None,
+                 depth: int = TRAINING["depth"], epochs: int = TRAINING["epochs"],
+                 batch_size: int = TRAINING["batch_size"], lr: float = TRAINING["lr"],
+                 weight_decay: float = 1e-5, validation_fraction: float = 0.2,
+                 patience: int = TRAINING["patience"], seed: int = 0,
+                 restarts: int = TRAINING["restarts"],
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                  checkpoint: str | os.PathLike | None = None, restart: bool = False,
                  progress: bool = True,
                  internal_coordinates: bool = False, objective: str = "phase_space",
-                 coupling: str = "affine", kinetic_weight: float = 0.0, lag_ps: float = 10.0,
-                 n_slow: int = 2):
+                 coupling: str = "affine", kinetic_weight: float | None = None,
+                 lag_ps: float = TRAINING["lag_ps"], n_slow: int = TRAINING["n_slow"]):
         check_integer("n_couplings", n_couplings, minimum=0)
-        for name, value in (("hidden", hidden), ("depth", depth), ("epochs", epochs),
+        if hidden is not None:
+            check_integer("hidden", hidden)
+        for name, value in (("depth", depth), ("epochs", epochs),
                             ("batch_size", batch_size), ("patience", patience),
                             ("restarts", restarts), ("n_slow", n_slow)):
             check_integer(name, value)
         check_integer("seed", seed, minimum=-2**63)
         check_number("lr", lr)
         check_number("weight_decay", weight_decay, zero=True)
-        check_number("kinetic_weight", kinetic_weight, zero=True)
+        if kinetic_weight is not None:
+            check_number("kinetic_weight", kinetic_weight, zero=True)
         check_number("lag_ps", lag_ps)
         if not (isinstance(validation_fraction, numbers.Real) and 0 < validation_fraction < 1):
             raise NCTInputError(f"validation_fraction must be in (0, 1), got "
@@ -222,7 +236,7 @@ class NCT:
                 "validation_fraction": self.validation_fraction, "patience": self.patience,
                 "seed": seed, "dtype": str(self.dtype),
                 **({"kinetic_weight": self.kinetic_weight, "lag_ps": self.lag_ps,
-                    "n_slow": self.n_slow} if self.kinetic_weight else {})}
+                    "n_slow": self.n_slow} if self.kinetic_weight != 0 else {})}
 
     def _initial_model(self, data: PhaseSpaceData, train: np.ndarray) -> NCTModel:
         """The best Gaussian model of the training frames: principal axes and their widths."""
@@ -238,7 +252,8 @@ class NCT:
         axes, widths = principal_axes(cov)
         pre.mean.copy_(internal.mean(0))
         pre.axes.copy_(axes)
-        architecture = {**self.architecture, "n": pre.n_dof}
+        architecture = {**self.architecture, "n": pre.n_dof,
+                        "hidden": self.architecture["hidden"] or hidden_width(pre.n_dof)}
         if self.internal_coordinates:
             try:
                 architecture["internal_coordinates"] = zmatrix(data.topology).tolist()
@@ -268,7 +283,7 @@ class NCT:
 
         ``files`` (the trajectory and topology files the data came from, when known) join the
         checkpoint's record of the data by path and size. Every seed of :attr:`seeds` is fitted
-        and the fit with the lowest validation NLL kept.
+        and the fit with the lowest validation objective kept.
         """
         if data.info.n_constrained_in_selection:
             raise NCTInputError(
@@ -283,8 +298,9 @@ class NCT:
             fingerprint = {"data": record, "settings": self.settings(seed)}
             model, history = self._fit_seed(data, validation, seed, checkpoint, fingerprint)
             training = model.info.training
-            vamp = training.kinetic.validation_vamp2 if training.kinetic else 0.0
-            fits.append((training.validation_nll - self.kinetic_weight * vamp, model, history))
+            kinetic = training.kinetic
+            fits.append((training.validation_nll - (kinetic.weight * kinetic.validation_vamp2
+                                                    if kinetic else 0.0), model, history))
         best = min(range(len(fits)), key=lambda k: fits[k][0])
         _, self._model, self.history = fits[best]
         self._model.info.training.restarts = Restarts(
@@ -324,7 +340,8 @@ class NCT:
         val_p, val_q = val_p.to(**to), val_q.to(**to)
         steps_per_epoch = max(1, len(train) // self.batch_size)
         state = {"epoch": -1, "order": None, "p": data.p[train].to(**to)}
-        kinetic = self._kinetic_pairs(data, train, val, validation, world)
+        kinetic = kinetic_pairs(data, train, val, self.kinetic_weight, self.lag_ps,
+                                separate_validation=validation is not None, world=world)
         q_all = None if kinetic is None else data.q.to(**to)  # lagged pairs index all frames
 
         def loss(step: int):
@@ -339,9 +356,11 @@ class NCT:
             metrics = {"epoch": epoch, "global_loss": mean_over_processes(nll, world)}
             if kinetic is None:
                 return nll, metrics
-            pick = torch.randint(len(kinetic[0]), (4 * self.batch_size,), generator=generator)
-            score = self._pair_vamp2(model, q_all, kinetic[0][pick], kinetic[1][pick])
-            return nll - self.kinetic_weight * score, {**metrics, "vamp2": float(score.detach())}
+            pick = torch.randint(len(kinetic.train_first), (4 * self.batch_size,),
+                                 generator=generator)
+            score = self._pair_vamp2(model, q_all, kinetic.train_first[pick],
+                                     kinetic.train_second[pick])
+            return nll - kinetic.weight * score, {**metrics, "vamp2": float(score.detach())}
 
         @torch.no_grad()  # the couplings' momentum lift then builds no double-backward graph
         def validation_nll() -> float:
@@ -353,10 +372,11 @@ class NCT:
         @torch.no_grad()
         def validation_vamp2() -> float | None:
             return (None if kinetic is None else
-                    float(self._pair_vamp2(model, q_all, kinetic[2], kinetic[3])))
+                    float(self._pair_vamp2(model, q_all, kinetic.val_first, kinetic.val_second)))
 
         def evaluate() -> float:
-            return validation_nll() - self.kinetic_weight * (validation_vamp2() or 0.0)
+            return validation_nll() - (0.0 if kinetic is None else
+                                       kinetic.weight * validation_vamp2())
 
         def recenter_each_epoch(step: int) -> None:
             if step % steps_per_epoch == 0:
@@ -388,27 +408,10 @@ class NCT:
                                             lr=self.lr, weight_decay=self.weight_decay,
                                             patience=self.patience),
             kinetic=None if vamp is None else KineticInfo(
-                weight=self.kinetic_weight, lag_frames=int(kinetic[4]), n_slow=self.n_slow,
+                weight=kinetic.weight, lag_frames=kinetic.lag, n_slow=self.n_slow,
                 validation_vamp2=vamp),
         )
         return model, history
-
-    def _kinetic_pairs(self, data: PhaseSpaceData, train: np.ndarray, val: np.ndarray | None,
-                       validation: PhaseSpaceData | None, world: int) -> tuple | None:
-        """``(train_first, train_second, val_first, val_second, lag)`` of the kinetic objective.
-
-        Time-lagged frame pairs inside the training and inside the validation frames (never
-        across trajectories or between the two sets); None without the kinetic objective.
-        """
-        if not self.kinetic_weight:
-            return None
-        if validation is not None or world > 1:
-            raise NCTInputError("kinetic_weight needs the validation frames held out of the data "
-                                "(no separate validation set) and a single training process")
-        lag = data.lag_frames(self.lag_ps)
-        pairs = [torch.as_tensor(a) for frames in (train, val)
-                 for a in lagged_pairs_within(data, lag, frames)]
-        return (*pairs, lag)
 
     def _pair_vamp2(self, model: NCTModel, q: torch.Tensor, first: torch.Tensor,
                     second: torch.Tensor) -> torch.Tensor:

@@ -1,11 +1,14 @@
 """The kinetic objective: VAMP-2 against deeptime, and training that makes the slow CVs slower."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from deeptime.decomposition import VAMP
 
 from nct_md.cli import main
+from nct_md.defaults import KINETIC_WEIGHT
 from nct_md.errors import NCTInputError
 from nct_md.estimator import NCT
 from nct_md.md.phase import load_phase_space
@@ -44,9 +47,9 @@ def _latent_vamp2(model: NCTModel, data, first, second, k: int = 2) -> float:
 
 def test_kinetic_training_makes_the_slowest_coordinates_slower(two_trajectories):
     data = two_trajectories
-    settings = dict(n_couplings=2, hidden=32, epochs=4, seed=0, progress=False,
+    settings = dict(n_couplings=2, hidden=32, epochs=4, seed=0, restarts=1, progress=False,
                     dtype=torch.float64)
-    plain = NCT(**settings).fit(data).fetch_model()
+    plain = NCT(**settings, kinetic_weight=0.0).fit(data).fetch_model()
     kinetic = NCT(**settings, kinetic_weight=20.0, lag_ps=10.0).fit(data).fetch_model()
     record = kinetic.info.training.kinetic
     assert record.weight == 20.0 and record.n_slow == 2
@@ -59,6 +62,22 @@ def test_kinetic_training_makes_the_slowest_coordinates_slower(two_trajectories)
     gain = record.validation_vamp2 - _latent_vamp2(plain, data, first, second)
     print(f"validation VAMP-2 gain {gain:.3f}")
     assert gain > 0.05, gain
+
+
+def test_by_default_the_kinetic_objective_is_used_where_the_data_allow_it(two_trajectories):
+    data = two_trajectories
+    settings = dict(n_couplings=1, hidden=16, epochs=1, restarts=1, progress=False)
+    used = NCT(**settings).fit(data).fetch_model().info.training.kinetic
+    assert used.weight == KINETIC_WEIGHT and used.lag_frames == 5
+    # frames that are not one time series (no times) train on the likelihood alone...
+    no_times = dataclasses.replace(data, times=np.full(len(data), np.nan))
+    assert NCT(**settings).fit(no_times).fetch_model().info.training.kinetic is None
+    # ... and so does a separate validation set; an explicit weight refuses both
+    assert NCT(**settings).fit(data, validation=data).fetch_model().info.training.kinetic is None
+    with pytest.raises(NCTInputError, match="no frame times"):
+        NCT(**settings, kinetic_weight=1.0).fit(no_times)
+    with pytest.raises(NCTInputError, match="no separate validation set"):
+        NCT(**settings, kinetic_weight=1.0).fit(data, validation=data)
 
 
 def test_kinetic_settings_and_data_are_checked(two_trajectories, write_h5, tmp_path):

@@ -8,28 +8,38 @@ import warnings
 from pathlib import Path
 
 from nct_md.cli.plumbing import options, param_flags
+from nct_md.defaults import KINETIC_WEIGHT, MAX_HIDDEN, MIN_HIDDEN, TRAINING
 
-#: integer and float options: (flag, default, help)
-INTEGERS = (("epochs", 40, "training epochs"), ("couplings", 8, "coupling layers"),
-            ("hidden", 64, "conditioner width"),
-            ("depth", 2, "hidden layers per conditioner; fewer couplings and layers make an "
-                         "exported CV cheaper per MD step"), ("batch-size", 256, "batch size"),
-            ("patience", 6, "stop after this many epochs without a better validation loss"),
+#: integer and float options: (flag, default, help); defaults are the library's
+INTEGERS = (("epochs", TRAINING["epochs"], "training epochs"),
+            ("couplings", TRAINING["n_couplings"], "coupling layers"),
+            ("hidden", None, f"conditioner width (default: twice the internal degrees of "
+                             f"freedom, within {MIN_HIDDEN}-{MAX_HIDDEN})"),
+            ("depth", TRAINING["depth"], "hidden layers per conditioner; fewer couplings and "
+                                         "layers make an exported CV cheaper per MD step"),
+            ("batch-size", TRAINING["batch_size"], "batch size"),
+            ("patience", TRAINING["patience"],
+             "stop after this many epochs without a better validation loss"),
             ("stride", 1, "use every n-th frame"), ("seed", 0, "random seed"),
-            ("restarts", 1, "fit this many times (seeds SEED, SEED+1, ...) and keep the fit "
-                            "with the best validation likelihood"),
-            ("n-slow", 2, "slowest latent coordinates the kinetic objective makes slow"))
-FLOATS = (("lr", 2e-3, "peak learning rate"),
-          ("kinetic-weight", 0.0, "weight of the kinetic objective (VAMP-2 of the N_SLOW "
-                                  "slowest latent coordinates at lag LAG_PS; 0: likelihood only)"),
-          ("lag-ps", 10.0, "lag time of the kinetic objective in ps"))
+            ("restarts", TRAINING["restarts"], "fit this many times (seeds SEED, SEED+1, ...) "
+                                               "and keep the fit with the best validation loss"),
+            ("n-slow", TRAINING["n_slow"],
+             "slowest latent coordinates the kinetic objective makes slow"))
+FLOATS = (("lr", TRAINING["lr"], "peak learning rate"),
+          ("kinetic-weight", None, f"weight of the kinetic objective (VAMP-2 of the N_SLOW "
+                                   f"slowest latent coordinates at lag LAG_PS; 0: likelihood "
+                                   f"only; default: {KINETIC_WEIGHT:g} where the frames are "
+                                   f"time-ordered trajectories, else 0)"),
+          ("lag-ps", TRAINING["lag_ps"], "lag time of the kinetic objective in ps"))
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "train", help="learn slow CVs from trajectories (maximum likelihood)",
+        "train", help="learn slow CVs from trajectories",
         description="Fit a neural canonical transformation (configuration-separable flow + "
-                    "harmonic latent) to phase-space samples of the trajectories. Momenta come "
+                    "harmonic latent) to phase-space samples of the trajectories by maximum "
+                    "likelihood, with a kinetic objective that makes the slowest latent "
+                    "coordinates slow where the frames are time-ordered trajectories. Momenta come "
                     "from stored velocities or are drawn from Maxwell-Boltzmann each epoch. A "
                     "killed run resumes from OUT.ckpt when run again with the same data and "
                     "settings (--restart starts fresh). Under torchrun (torchrun "
@@ -42,11 +52,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="atoms: heavy (default), backbone, all, or an mdtraj selection")
     parser.add_argument("--temperature", type=float,
                         help="data temperature in K (default: read from nct-md simulate files)")
-    for flag, default, text in (*INTEGERS, *FLOATS):
-        parser.add_argument(f"--{flag}", type=type(default), default=default,
-                            dest="n_couplings" if flag == "couplings" else None,
-                            metavar=flag.upper().replace("-", "_"),
-                            help=f"{text} (default {default:g})")
+    for kind, group in ((int, INTEGERS), (float, FLOATS)):
+        for flag, default, text in group:
+            parser.add_argument(f"--{flag}", type=kind, default=default,
+                                dest="n_couplings" if flag == "couplings" else None,
+                                metavar=flag.upper().replace("-", "_"),
+                                help=text if default is None else f"{text} (default {default:g})")
     parser.add_argument("--objective", choices=["phase-space", "configuration"],
                         default="phase-space", help="likelihood of phase-space points (default, "
                         "needs momenta) or of configurations alone (faster)")

@@ -126,12 +126,17 @@ def train_files(paths: Sequence[PathLike], out: PathLike, top: PathLike | None =
 
 
 def _print_summary(model: NCTModel, out: Path) -> None:
-    """Validation NLL of each seed (with restarts), slowest frequencies, the best fit."""
+    """Validation NLL of each seed (with restarts), the objective, slowest frequencies, the fit."""
     training = model.info.training
     restarts = training.restarts
     if len(restarts.seeds) > 1:
         for seed, nll in zip(restarts.seeds, restarts.validation_nll, strict=True):
             print(f"seed {seed}: validation NLL {nll:.3f} nats/frame")
+    kinetic = training.kinetic
+    print("objective: likelihood only" if kinetic is None else
+          f"objective: likelihood + {kinetic.weight:g} x VAMP-2 of the {kinetic.n_slow} slowest "
+          f"latent coordinates at lag {kinetic.lag_frames} frames (validation VAMP-2 "
+          f"{kinetic.validation_vamp2:.3f})")
     print("slowest frequencies (1/ps): " + ", ".join(f"{x:.3g}" for x in model.frequencies[:6]))
     print(f"validation NLL {training.validation_nll:.3f} nats/frame "
           f"(best epoch {training.best_epoch}); wrote {out}")

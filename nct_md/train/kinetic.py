@@ -10,9 +10,12 @@ much of the slow dynamics they capture; training maximises it together with the 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 
+from nct_md.defaults import KINETIC_WEIGHT
 from nct_md.errors import NCTInputError
 from nct_md.md.data import PhaseSpaceData
 
@@ -51,3 +54,47 @@ def lagged_pairs_within(data: PhaseSpaceData, lag: int, frames: np.ndarray
             "validation frames; the kinetic objective needs trajectories much longer than the "
             "lag (lower lag_ps, or set kinetic_weight=0)")
     return first[keep], second[keep]
+
+
+class KineticPairs(NamedTuple):
+    """The kinetic objective of a fit: weight, lag (frames), training and validation pairs.
+
+    ``train_first[i]``, ``train_second[i]``: frame indices (into all frames of the data) of a
+    pair ``lag`` apart inside the training frames; ``val_*`` likewise inside the validation
+    frames.
+    """
+
+    weight: float
+    lag: int
+    train_first: torch.Tensor
+    train_second: torch.Tensor
+    val_first: torch.Tensor
+    val_second: torch.Tensor
+
+
+def kinetic_pairs(data: PhaseSpaceData, train: np.ndarray, val: np.ndarray | None,
+                  weight: float | None,
+                  lag_ps: float, separate_validation: bool = False, world: int = 1
+                  ) -> KineticPairs | None:
+    """The kinetic objective for frames ``train`` / ``val`` of ``data``; None when unused.
+
+    ``weight`` 0: unused; a number: used, and data that do not allow it (no frame times, mixed
+    spacings, trajectories shorter than the lag, a ``separate_validation`` set, ``world > 1``
+    training processes) are refused; None: :data:`~nct_md.defaults.KINETIC_WEIGHT` where the
+    data allow it, unused otherwise.
+    """
+    if weight == 0:
+        return None
+    try:
+        if separate_validation or world > 1:
+            raise NCTInputError(
+                "kinetic_weight needs the validation frames held out of the data (no "
+                "separate validation set) and a single training process")
+        lag = data.lag_frames(lag_ps)
+        pairs = [torch.as_tensor(a) for frames in (train, val)
+                 for a in lagged_pairs_within(data, lag, frames)]
+    except NCTInputError:
+        if weight is not None:
+            raise
+        return None
+    return KineticPairs(KINETIC_WEIGHT if weight is None else weight, lag, *pairs)

@@ -1,0 +1,161 @@
+"""Slow CVs on held-out trajectories: default ``nct-md train`` per seed, TICA, and the peers.
+
+Every method learns 2 CVs from the training trajectories of a set and is scored on its held-out
+trajectories by one protocol (:func:`score`): discretised VAMP-2 at a lag of 10 ps (k-means
+states of the 2 CVs fitted on the training trajectories), and, for alanine dipeptide, the kNN
+balanced accuracy of the Ramachandran basin from the 2 CVs and the mutual information of each
+CV with Phi and Psi. NCT is ``train_files`` with the library defaults (what ``nct-md train TRAJ
+--seed S`` runs); TICA, Deep-TICA and VAMPnets (:mod:`bench.peers`) get the same input, the
+heavy-atom positions aligned by the model's superposition.
+
+Sets (``--sets``): ``ala2`` (the shipped 300 K data, split as ``make demo`` splits it, with
+velocities), ``ala2-positions`` (the same, positions only), ``ala2-amber14-vacuum`` and
+``ala3-amber14-obc2`` (built by :mod:`bench.datasets` under ``DATA``; positions only).
+Positions-only sets are written without velocities to a temporary folder first, so training
+draws Maxwell-Boltzmann momenta exactly as for a user's positions-only files.
+
+Run ``python -m bench.bench_slow_cvs DATA [--sets ...] [--seeds 0 1 2] [--methods nct tica
+deep_tica vampnet]``; one JSON line per (set, method, seed) is appended to ``--out`` (default
+``bench/slow_cvs_results.jsonl``) as it finishes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import mdtraj as md
+import numpy as np
+import torch
+
+from bench.bench_kinetic import torsion_tica_vamp2
+from nct_md.cv import reference, scores
+from nct_md.cv.report import DISCRETE_CLUSTERS, Features
+from nct_md.demo import split_trajectories
+from nct_md.train.files import train_files
+
+LAG_PS = 10.0
+N_CVS = 2
+#: set name -> (folder under DATA or None for the shipped data, training files, held-out files,
+#: positions only)
+SETS = {
+    "ala2": (None, None, None, False),
+    "ala2-positions": (None, None, None, True),
+    "ala2-amber14-vacuum": ("ala2-amber14-vacuum", ("phi-neg-c7eq.h5", "phi-pos-c7ax-1.h5"),
+                            ("phi-neg-c5.h5", "phi-pos-c7ax-2.h5"), True),
+    "ala3-amber14-obc2": ("ala3-amber14-obc2", ("beta-1.h5", "alphar-1.h5"),
+                          ("beta-2.h5", "alphar-2.h5"), True),
+}
+
+
+def set_files(name: str, data: Path, shipped: Path, scratch: Path) -> tuple[list[Path],
+                                                                              list[Path]]:
+    """``(training, held_out)`` files of set ``name``; positions-only copies in ``scratch``."""
+    folder, train_names, test_names, positions_only = SETS[name]
+    if folder is None:
+        train, test = split_trajectories(shipped)
+    else:
+        train = [data / folder / f for f in train_names]
+        test = [data / folder / f for f in test_names]
+    if positions_only:
+        (scratch / name).mkdir(exist_ok=True)
+        copies = []
+        for path in [*train, *test]:
+            copy = scratch / name / path.name
+            if not copy.exists():
+                md.load(path).save_hdf5(str(copy))  # positions, times, topology; no velocities
+            copies.append(copy)
+        train, test = copies[:len(train)], copies[len(train):]
+    return train, test
+
+
+def score(fit_x: list[np.ndarray], held_x: list[np.ndarray], fit_t: list[md.Trajectory],
+          held_t: list[md.Trajectory], lag: int) -> dict:
+    """The held-out scores of CVs ``(n_frames, 2)`` per trajectory (fit on ``fit_x``)."""
+    out = {"vamp2_discrete": scores.discrete_vamp2(fit_x, held_x, lag, n_components=N_CVS,
+                                                   n_clusters=DISCRETE_CLUSTERS)}
+    if held_t[0].n_residues > 3:
+        return out
+    fit_phi, fit_psi = map(np.concatenate, zip(*map(reference.phi_psi, fit_t), strict=True))
+    phi, psi = map(np.concatenate, zip(*map(reference.phi_psi, held_t), strict=True))
+    x = np.concatenate(held_x)
+    out["basin_accuracy"] = scores.knn_balanced_accuracy(
+        np.concatenate(fit_x), reference.ramachandran_basin(fit_phi, fit_psi), x,
+        reference.ramachandran_basin(phi, psi))
+    out["mi_phi"] = [scores.mutual_information(x[:, k], phi, periodic_y=True)
+                     for k in range(N_CVS)]
+    out["mi_psi"] = [scores.mutual_information(x[:, k], psi, periodic_y=True)
+                     for k in range(N_CVS)]
+    return out
+
+
+def run_set(name: str, train: list[Path], test: list[Path], seed: int, methods: list[str],
+            scratch: Path) -> list[dict]:
+    """Train NCT with the defaults (seed ``seed``) and the other methods; their score rows."""
+    started = time.perf_counter()
+    model = train_files(train, scratch / f"{name}-{seed}.pt", seed=seed, verbose=False,
+                        overwrite=True)
+    nct_s = time.perf_counter() - started
+    fit_t, held_t = [md.load(f) for f in train], [md.load(f) for f in test]
+    lag = int(round(LAG_PS / float(fit_t[0].timestep)))
+    with torch.no_grad():
+        fit, held = (Features.of(model, t, N_CVS) for t in (fit_t, held_t))
+    info = model.info.training
+    rows = []
+    for method in methods:
+        row = {"set": name, "method": method, "seed": seed}
+        if method == "nct":
+            fit_x, held_x = fit.cvs, held.cvs
+            row |= {"train_s": round(nct_s, 1), "epochs_run": info.epochs_run,
+                    "kinetic_weight": info.kinetic.weight if info.kinetic else 0.0,
+                    "hidden": model.architecture["hidden"],
+                    "restart_seeds": info.restarts.seeds, "chosen_seed": info.seed}
+        elif method == "tica":
+            t0 = time.perf_counter()
+            fit_x = scores.tica_components(fit.coords, lag, N_CVS, fit.coords)
+            held_x = scores.tica_components(fit.coords, lag, N_CVS, held.coords)
+            row["train_s"] = round(time.perf_counter() - t0, 2)
+        else:
+            from bench.peers import fit_peer
+
+            transform, record = fit_peer(method, fit.coords, lag, n_cvs=N_CVS, seed=seed)
+            fit_x, held_x = [transform(c) for c in fit.coords], [transform(c) for c in held.coords]
+            row |= {"train_s": round(record["seconds"], 1), "peer": record}
+        row |= score(fit_x, held_x, fit_t, held_t, lag)
+        if method == "tica" and held_t[0].n_residues > 3:
+            row["torsion_tica_vamp2_discrete"] = torsion_tica_vamp2(fit_t, held_t, lag)
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path, help="folder written by python -m bench.datasets")
+    parser.add_argument("--shipped", type=Path, default=Path(__file__).parents[1] / "data")
+    parser.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=["nct", "tica"],
+                        choices=["nct", "tica", "deep_tica", "vampnet"])
+    parser.add_argument("--out", type=Path,
+                        default=Path(__file__).with_name("slow_cvs_results.jsonl"))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=Path(__file__).parent).stdout.strip()
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in args.sets:
+            train, test = set_files(name, args.data, args.shipped, Path(scratch))
+            for seed in args.seeds:
+                for row in run_set(name, train, test, seed, args.methods, Path(scratch)):
+                    row["commit"] = commit
+                    print(json.dumps(row), flush=True)
+                    with open(args.out, "a") as handle:
+                        handle.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
