@@ -84,8 +84,9 @@ def test_report_and_interpolation_match(whole_and_wrapped, small_model_file, tmp
     """`nct-md report` and a latent interpolation agree on whole and wrapped frames.
 
     The report's scores are fits (TICA, VAMP, kNN MI) of inputs that differ by float32 rounding
-    of the box shifts (~1e-7 nm), so they are compared to 1e-4 relative; the interpolated
-    frames to 1e-5 nm."""
+    of the box shifts (~1e-7 nm), so they are compared to 1e-4 relative (the kNN mutual
+    information to 5e-4: a swapped neighbour moves it by up to about 1/N, N = 1,200 frames here);
+    the interpolated frames to 1e-5 nm."""
     reports = {}
     for key in ("whole", "triclinic"):
         out = tmp_path / key
@@ -98,7 +99,7 @@ def test_report_and_interpolation_match(whole_and_wrapped, small_model_file, tmp
     for cv, values in reports["whole"]["mutual_information"].items():
         for angle, value in values.items():
             got = reports["triclinic"]["mutual_information"][cv][angle]
-            assert got == pytest.approx(value, rel=1e-4, abs=1e-4)
+            assert got == pytest.approx(value, abs=5e-4)
     model = NCTModel.load(small_model_file)
     paths = [interpolate(model, t[3], t[900], n_frames=5)
              for t in (io.load(whole_and_wrapped[key])[0].traj for key in ("whole", "triclinic"))]

@@ -24,9 +24,9 @@ from nct_md.model import NCTModel
 from nct_md.systems.ca_chain import ca_chain, noisy_frames
 from nct_md.train import Trainer
 
-#: a small, quick run: 200 frames (160 for training), 2 steps per epoch
+#: a small, quick run: 200 frames (160 for training), 2 steps per epoch, one seed
 FAST = ["--stride", "20", "--epochs", "4", "--couplings", "1", "--hidden", "8",
-        "--batch-size", "64"]
+        "--batch-size", "64", "--restarts", "1"]
 
 
 def train(files, out: Path, *extra: str) -> int:

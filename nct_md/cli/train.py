@@ -1,4 +1,4 @@
-"""``nct-md train``: fit an NCT model to MD trajectories by maximum likelihood."""
+"""``nct-md train``: fit an NCT model to MD trajectories (likelihood + kinetic objective)."""
 
 from __future__ import annotations
 
@@ -12,19 +12,17 @@ from nct_md.defaults import KINETIC_WEIGHT, MAX_HIDDEN, MIN_HIDDEN, TRAINING
 
 #: integer and float options: (flag, default, help); defaults are the library's
 INTEGERS = (("epochs", TRAINING["epochs"], "training epochs"),
-            ("couplings", TRAINING["n_couplings"], "coupling layers"),
-            ("hidden", None, f"conditioner width (default: twice the internal degrees of "
-                             f"freedom, within {MIN_HIDDEN}-{MAX_HIDDEN})"),
+            ("couplings", TRAINING["n_couplings"], "coupling layers"), ("hidden", None,
+             f"conditioner width (default: 2 x degrees of freedom in {MIN_HIDDEN}-{MAX_HIDDEN})"),
             ("depth", TRAINING["depth"], "hidden layers per conditioner; fewer couplings and "
                                          "layers make an exported CV cheaper per MD step"),
-            ("batch-size", TRAINING["batch_size"], "batch size"),
-            ("patience", TRAINING["patience"],
-             "stop after this many epochs without a better validation loss"),
+            ("batch-size", TRAINING["batch_size"], "batch size"), ("patience",
+             TRAINING["patience"], "stop after this many epochs without a better validation loss"),
             ("stride", 1, "use every n-th frame"), ("seed", 0, "random seed"),
             ("restarts", TRAINING["restarts"], "fit this many times (seeds SEED, SEED+1, ...) "
                                                "and keep the fit with the best validation loss"),
-            ("n-slow", TRAINING["n_slow"],
-             "slowest latent coordinates the kinetic objective makes slow"))
+            ("n-slow", TRAINING["n_slow"], "slowest latent coordinates the kinetic objective makes "
+                                           "slow"))
 FLOATS = (("lr", TRAINING["lr"], "peak learning rate"),
           ("kinetic-weight", None, f"weight of the kinetic objective (VAMP-2 of the N_SLOW "
                                    f"slowest latent coordinates at lag LAG_PS; 0: likelihood "
@@ -36,22 +34,20 @@ FLOATS = (("lr", TRAINING["lr"], "peak learning rate"),
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train", help="learn slow CVs from trajectories",
-        description="Fit a neural canonical transformation (configuration-separable flow + "
-                    "harmonic latent) to phase-space samples of the trajectories by maximum "
-                    "likelihood, with a kinetic objective that makes the slowest latent "
-                    "coordinates slow where the frames are time-ordered trajectories. Momenta come "
-                    "from stored velocities or are drawn from Maxwell-Boltzmann each epoch. A "
-                    "killed run resumes from OUT.ckpt when run again with the same data and "
-                    "settings (--restart starts fresh). Under torchrun (torchrun "
-                    "--nproc_per_node 2 -m nct_md train ...) it trains data-parallel.")
+        description="Fit a neural canonical transformation (point-transformation flow + "
+                    "harmonic latent) to phase-space samples of the trajectories: maximum "
+                    "likelihood, plus a kinetic objective that makes the slowest latent "
+                    "coordinates slow where the frames are time-ordered trajectories. Momenta: "
+                    "stored velocities, or Maxwell-Boltzmann draws each epoch. A killed run "
+                    "resumes from OUT.ckpt when run again with the same data and settings "
+                    "(--restart starts fresh). Under torchrun it trains data-parallel.")
     parser.add_argument("paths", metavar="traj", nargs="+", type=Path,
                         help="trajectory files (any mdtraj format)")
-    parser.add_argument("--top", type=Path, help="topology file (optional when the trajectory "
-                        "format has one, e.g. h5)")
-    parser.add_argument("--select", default="heavy",
-                        help="atoms: heavy (default), backbone, all, or an mdtraj selection")
-    parser.add_argument("--temperature", type=float,
-                        help="data temperature in K (default: read from nct-md simulate files)")
+    parser.add_argument("--top", type=Path, help="topology file (not for h5 trajectories)")
+    parser.add_argument("--select", default="heavy", help="atoms: heavy (default), backbone, all, "
+                        "or an mdtraj selection")
+    parser.add_argument("--temperature", type=float, help="data temperature in K (default: "
+                        "read from nct-md simulate files)")
     for kind, group in ((int, INTEGERS), (float, FLOATS)):
         for flag, default, text in group:
             parser.add_argument(f"--{flag}", type=kind, default=default,
@@ -63,8 +59,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "needs momenta) or of configurations alone (faster)")
     parser.add_argument("--coupling", choices=["affine", "spline"], default="affine",
                         help="affine (default; exportable CVs) or rational-quadratic splines")
-    parser.add_argument("--internal-coordinates", action="store_true", help="start the flow "
-                        "with bond lengths, angles and torsions (generators over every atom)")
+    parser.add_argument("--internal-coordinates", action="store_true", help="start with bonds, "
+                        "angles and torsions (generators over every atom)")
     parser.add_argument("--restart", action="store_true", help="delete OUT.ckpt and start fresh")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
@@ -72,14 +68,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run, flags=param_flags(parser))
 
 
-def _warning_line(message: Warning | str, *args: object) -> None:
-    print("nct-md train: warning: " + " ".join(str(message).split()), file=sys.stderr)
-
-
 def run(args: argparse.Namespace) -> None:
     from nct_md.train.files import train_files
 
     settings = options(args) | {"objective": args.objective.replace("-", "_")}
     with warnings.catch_warnings():
-        warnings.showwarning = _warning_line
+        warnings.showwarning = lambda message, *_: print(
+            "nct-md train: warning: " + " ".join(str(message).split()), file=sys.stderr)
         train_files(**settings)
