@@ -356,8 +356,7 @@ class NCT:
             metrics = {"epoch": epoch, "global_loss": mean_over_processes(nll, world)}
             if kinetic is None:
                 return nll, metrics
-            pick = torch.randint(len(kinetic.train_first), (4 * self.batch_size,),
-                                 generator=generator)
+            pick = torch.randint(len(kinetic.train_first), (self.batch_size,), generator=generator)
             score = self._pair_vamp2(model, q_all, kinetic.train_first[pick],
                                      kinetic.train_second[pick])
             return nll - kinetic.weight * score, {**metrics, "vamp2": float(score.detach())}
