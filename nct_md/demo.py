@@ -21,9 +21,6 @@ from nct_md.train.files import train_files
 PathLike = str | os.PathLike
 #: held-out trajectories of the 300 K set
 HELD_OUT = ("phi-neg-c7eq-2.h5", "phi-pos-c7ax-2.h5")
-#: training settings besides ``epochs`` (those of ``nct-md train`` where not named here)
-TRAINING = {"n_couplings": 12, "hidden": 128, "depth": 2, "batch_size": 256, "lr": 2e-3,
-            "patience": 6, "seed": 0, "restarts": 3}
 N_CVS = 2
 LAG_PS = 10.0
 
@@ -41,7 +38,7 @@ def split_trajectories(data_dir: PathLike) -> tuple[list[Path], list[Path]]:
 
 
 def run_demo(data_dir: PathLike | None = None, out_dir: PathLike = "demo-output",
-             epochs: int = 60, verbose: bool = True) -> dict:
+             epochs: int | None = None, verbose: bool = True) -> dict:
     """Train, write CVs and report on the shipped data; returns what was written.
 
     Parameters
@@ -52,8 +49,9 @@ def run_demo(data_dir: PathLike | None = None, out_dir: PathLike = "demo-output"
     out_dir : path
         Output folder, created if needed; its ``model.pt``, ``cvs.csv`` and ``report/`` files
         are replaced.
-    epochs : int
-        Training epochs of each of the :data:`TRAINING` restarts.
+    epochs : int, optional
+        Training epochs of each restart; default that of ``nct-md train``, whose other
+        defaults the demo uses too (:data:`nct_md.defaults.TRAINING`).
     verbose : bool
         Print each step and its summaries, and show progress bars.
 
@@ -69,8 +67,9 @@ def run_demo(data_dir: PathLike | None = None, out_dir: PathLike = "demo-output"
     model = out_dir / "model.pt"
     start = time.perf_counter()
     say = print if verbose else (lambda *args: None)
-    say(f"[1/3] nct-md train ({len(train)} trajectories, heavy atoms)")
-    train_files(train, model, epochs=epochs, overwrite=True, verbose=verbose, **TRAINING)
+    say(f"[1/3] nct-md train ({len(train)} trajectories, heavy atoms, default settings)")
+    train_files(train, model, overwrite=True, verbose=verbose,
+                **({} if epochs is None else {"epochs": epochs}))
     say(f"[2/3] nct-md cvs (held out: {', '.join(HELD_OUT)})")
     cvs = extract_cvs(model, held, out_dir / "cvs.csv", n_cvs=N_CVS, overwrite=True,
                       progress=verbose)

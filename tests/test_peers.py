@@ -8,7 +8,7 @@ import pytest
 from bench.peers import VALID_FRACTION, fit_peer, split_pairs
 
 D, LAG, FRAMES = 8, 5, 2000
-EPOCHS = 100  # the held-out |r| reaches ~0.987-0.996 over data and network seeds (measured)
+EPOCHS = 100  # held-out |r| >= 0.995 over 4 data x 3 network seeds (measured); 40 is too few
 
 
 def hopping(n_traj: int, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -51,7 +51,7 @@ def test_cv1_finds_the_slow_coordinate(data, method: str) -> None:
     transform, record = fit_peer(method, train, lag=LAG, n_cvs=2, seed=0, max_epochs=EPOCHS)
     cvs = transform(held)
     assert cvs.shape == (FRAMES, 2) and cvs.dtype == np.float64
-    assert abs(np.corrcoef(cvs[:, 0], slow)[0, 1]) >= 0.97
+    assert abs(np.corrcoef(cvs[:, 0], slow)[0, 1]) >= 0.98
     assert record["method"] == method and 0 < record["epochs"] <= EPOCHS and record["seconds"] > 0
     assert record["settings"]["n_train_pairs"] == 3 * (round(FRAMES * (1 - VALID_FRACTION)) - LAG)
 

@@ -21,7 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="the shipped data folder (the repository's data/)")
     parser.add_argument("--out", type=Path, default=Path("demo-output"),
                         help="output folder (default demo-output; its files are replaced)")
-    parser.add_argument("--epochs", type=int, default=60, help="training epochs (default 60)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="training epochs (default: that of nct-md train)")
     parser.set_defaults(func=run)
 
 
