@@ -5,8 +5,10 @@ trajectories by one protocol (:func:`score`): discretised VAMP-2 at a lag of 10 
 states of the 2 CVs fitted on the training trajectories), and, for alanine dipeptide, the kNN
 balanced accuracy of the Ramachandran basin from the 2 CVs and the mutual information of each
 CV with Phi and Psi. NCT is ``train_files`` with the library defaults (what ``nct-md train TRAJ
---seed S`` runs); TICA, Deep-TICA and VAMPnets (:mod:`bench.peers`) get the same input, the
-heavy-atom positions aligned by the model's superposition.
+--seed S`` runs); TICA, Deep-TICA and VAMPnets (:mod:`bench.peers`) get the input the model
+gets, the heavy-atom positions superposed on the training data's reference
+(:func:`aligned_positions`). TICA of the backbone torsions' sin/cos (the expert features) is
+scored too where there are more than one Phi/Psi pair.
 
 Sets (``--sets``): ``ala2`` (the shipped 300 K data, split as ``make demo`` splits it, with
 velocities), ``ala2-positions`` (the same, positions only), ``ala2-amber14-vacuum`` and
@@ -32,10 +34,11 @@ import mdtraj as md
 import numpy as np
 import torch
 
-from bench.bench_kinetic import torsion_tica_vamp2
 from nct_md.cv import reference, scores
-from nct_md.cv.report import DISCRETE_CLUSTERS, Features
+from nct_md.cv.report import DISCRETE_CLUSTERS
 from nct_md.demo import split_trajectories
+from nct_md.md.frame import EckartFrame
+from nct_md.md.phase import load_phase_space
 from nct_md.train.files import train_files
 
 LAG_PS = 10.0
@@ -50,6 +53,21 @@ SETS = {
     "ala3-amber14-obc2": ("ala3-amber14-obc2", ("beta-1.h5", "alphar-1.h5"),
                           ("beta-2.h5", "alphar-2.h5"), True),
 }
+
+
+def torsion_features(traj: md.Trajectory) -> np.ndarray:
+    """``(n_frames, 4 n)`` sin and cos of every backbone Phi and Psi (the expert features)."""
+    angles = np.concatenate([md.compute_phi(traj)[1], md.compute_psi(traj)[1]], axis=1)
+    return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+
+
+def torsion_tica_vamp2(train: list[md.Trajectory], test: list[md.Trajectory], lag: int) -> float:
+    """Discretised VAMP-2 of 2-component TICA of :func:`torsion_features`."""
+    fit = [torsion_features(t) for t in train]
+    held = [torsion_features(t) for t in test]
+    return scores.discrete_vamp2(scores.tica_components(fit, lag, N_CVS, fit),
+                                 scores.tica_components(fit, lag, N_CVS, held), lag,
+                                 n_components=N_CVS, n_clusters=DISCRETE_CLUSTERS)
 
 
 def set_files(name: str, data: Path, shipped: Path, scratch: Path) -> tuple[list[Path],
@@ -93,42 +111,49 @@ def score(fit_x: list[np.ndarray], held_x: list[np.ndarray], fit_t: list[md.Traj
     return out
 
 
+def aligned_positions(train: list[Path], trajs: list[md.Trajectory]) -> list[np.ndarray]:
+    """Heavy-atom positions ``(n, 3N)`` nm of ``trajs``, superposed as a model trained on
+    ``train`` superposes them (its reference and masses; float32 like the model's input)."""
+    data = load_phase_space(train, select="heavy", velocities=False)
+    frame = EckartFrame(data.reference, data.masses)
+    return [frame.positions(t.xyz[:, data.atom_indices])[0].astype(np.float32).astype(np.float64)
+            for t in trajs]
+
+
 def run_set(name: str, train: list[Path], test: list[Path], seed: int, methods: list[str],
-            scratch: Path) -> list[dict]:
-    """Train NCT with the defaults (seed ``seed``) and the other methods; their score rows."""
-    started = time.perf_counter()
-    model = train_files(train, scratch / f"{name}-{seed}.pt", seed=seed, verbose=False,
-                        overwrite=True)
-    nct_s = time.perf_counter() - started
+            models: Path) -> list[dict]:
+    """Score each of ``methods`` with seed ``seed``; NCT trains with the library defaults and
+    is saved to ``models`` (the other methods need no model)."""
     fit_t, held_t = [md.load(f) for f in train], [md.load(f) for f in test]
     lag = int(round(LAG_PS / float(fit_t[0].timestep)))
-    with torch.no_grad():
-        fit, held = (Features.of(model, t, N_CVS) for t in (fit_t, held_t))
-    info = model.info.training
+    fit_q, held_q = aligned_positions(train, fit_t), aligned_positions(train, held_t)
     rows = []
     for method in methods:
         row = {"set": name, "method": method, "seed": seed}
+        started = time.perf_counter()
         if method == "nct":
-            fit_x, held_x = fit.cvs, held.cvs
-            row |= {"train_s": round(nct_s, 1), "epochs_run": info.epochs_run,
+            model = train_files(train, models / f"{name}-{seed}.pt", seed=seed, verbose=False,
+                                overwrite=True)
+            row["train_s"] = round(time.perf_counter() - started, 1)
+            fit_x, held_x = ([model.transform(t, N_CVS) for t in trajs]
+                             for trajs in (fit_t, held_t))
+            info = model.info.training
+            row |= {"epochs_run": info.epochs_run, "hidden": model.architecture["hidden"],
                     "kinetic_weight": info.kinetic.weight if info.kinetic else 0.0,
-                    "hidden": model.architecture["hidden"],
                     "restart_seeds": info.restarts.seeds, "chosen_seed": info.seed}
         elif method == "tica":
-            t0 = time.perf_counter()
-            fit_x = scores.tica_components(fit.coords, lag, N_CVS, fit.coords)
-            held_x = scores.tica_components(fit.coords, lag, N_CVS, held.coords)
-            row["train_s"] = round(time.perf_counter() - t0, 2)
+            fit_x = scores.tica_components(fit_q, lag, N_CVS, fit_q)
+            held_x = scores.tica_components(fit_q, lag, N_CVS, held_q)
+            row["train_s"] = round(time.perf_counter() - started, 2)
+            if held_t[0].n_residues > 3:
+                row["torsion_tica_vamp2_discrete"] = torsion_tica_vamp2(fit_t, held_t, lag)
         else:
             from bench.peers import fit_peer
 
-            transform, record = fit_peer(method, fit.coords, lag, n_cvs=N_CVS, seed=seed)
-            fit_x, held_x = [transform(c) for c in fit.coords], [transform(c) for c in held.coords]
+            transform, record = fit_peer(method, fit_q, lag, n_cvs=N_CVS, seed=seed)
+            fit_x, held_x = [transform(c) for c in fit_q], [transform(c) for c in held_q]
             row |= {"train_s": round(record["seconds"], 1), "peer": record}
-        row |= score(fit_x, held_x, fit_t, held_t, lag)
-        if method == "tica" and held_t[0].n_residues > 3:
-            row["torsion_tica_vamp2_discrete"] = torsion_tica_vamp2(fit_t, held_t, lag)
-        rows.append(row)
+        rows.append(row | score(fit_x, held_x, fit_t, held_t, lag))
     return rows
 
 
@@ -142,6 +167,8 @@ def main() -> None:
                         choices=["nct", "tica", "deep_tica", "vampnet"])
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).with_name("slow_cvs_results.jsonl"))
+    parser.add_argument("--models", type=Path, help="keep the NCT models here (default: a "
+                        "temporary folder)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -150,7 +177,8 @@ def main() -> None:
         for name in args.sets:
             train, test = set_files(name, args.data, args.shipped, Path(scratch))
             for seed in args.seeds:
-                for row in run_set(name, train, test, seed, args.methods, Path(scratch)):
+                for row in run_set(name, train, test, seed, args.methods,
+                                   args.models or Path(scratch)):
                     row["commit"] = commit
                     print(json.dumps(row), flush=True)
                     with open(args.out, "a") as handle:
