@@ -71,9 +71,12 @@ def test_by_default_the_kinetic_objective_is_used_where_the_data_allow_it(two_tr
     assert used.weight == KINETIC_WEIGHT and used.lag_frames == 5
     # frames that are not one time series (no times) train on the likelihood alone...
     no_times = dataclasses.replace(data, times=np.full(len(data), np.nan))
-    assert NCT(**settings).fit(no_times).fetch_model().info.training.kinetic is None
+    with pytest.warns(UserWarning, match="likelihood alone .* no frame times"):
+        assert NCT(**settings).fit(no_times).fetch_model().info.training.kinetic is None
     # ... and so does a separate validation set; an explicit weight refuses both
-    assert NCT(**settings).fit(data, validation=data).fetch_model().info.training.kinetic is None
+    with pytest.warns(UserWarning, match=r"likelihood alone .* \(no separate validation set\)"):
+        assert NCT(**settings).fit(data, validation=data).fetch_model().info.training.kinetic \
+            is None
     with pytest.raises(NCTInputError, match="no frame times"):
         NCT(**settings, kinetic_weight=1.0).fit(no_times)
     with pytest.raises(NCTInputError, match="no separate validation set"):

@@ -98,8 +98,9 @@ torch.set_num_threads(1)
 train_files, held_files = split_trajectories("../data")  # the demo's split
 data = load_phase_space(train_files, select="heavy", stride=4 if QUICK else 1)
 print(len(data), "training frames,", data.n_dof, "internal degrees of freedom")'''),
-        ("code", '''estimator = NCT(n_couplings=4 if QUICK else 8, hidden=32 if QUICK else 128,
-                epochs=5 if QUICK else 60, progress=False).fit(data)
+        ("code", '''# the nct-md train defaults (a smaller, one-seed fit in quick mode)
+quick = {"n_couplings": 4, "hidden": 32, "epochs": 5, "restarts": 1} if QUICK else {}
+estimator = NCT(progress=False, **quick).fit(data)
 model = estimator.fetch_model()
 print("slowest frequencies (1/ps):", np.round(model.frequencies[:6], 2))'''),
         ("md", "## The spectrum: a few soft modes, then a gap"),
@@ -239,6 +240,7 @@ torch.set_num_threads(1)
 files = sorted(Path("../data/alanine-dipeptide-300K-unconstrained").glob("*.h5"))
 data = load_phase_space(files)            # all 22 atoms, no constraints
 estimator = NCT(n_couplings=4, hidden=64, epochs=2 if QUICK else 8, patience=3, progress=False,
+                restarts=1, kinetic_weight=0,  # a generator: one seed, likelihood only
                 internal_coordinates=True, coupling="spline", objective="configuration")
 model = estimator.fit(data).fetch_model()
 print("all-atom model:", model.preprocessing.n_dof, "internal degrees of freedom")'''),

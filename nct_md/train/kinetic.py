@@ -10,6 +10,7 @@ much of the slow dynamics they capture; training maximises it together with the 
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -81,7 +82,7 @@ def kinetic_pairs(data: PhaseSpaceData, train: np.ndarray, val: np.ndarray | Non
     ``weight`` 0: unused; a number: used, and data that do not allow it (no frame times, mixed
     spacings, trajectories shorter than the lag, a ``separate_validation`` set, ``world > 1``
     training processes) are refused; None: :data:`~nct_md.defaults.KINETIC_WEIGHT` where the
-    data allow it, unused otherwise.
+    data allow it, unused otherwise (with a warning that says why).
     """
     if weight == 0:
         return None
@@ -93,8 +94,10 @@ def kinetic_pairs(data: PhaseSpaceData, train: np.ndarray, val: np.ndarray | Non
         lag = data.lag_frames(lag_ps)
         pairs = [torch.as_tensor(a) for frames in (train, val)
                  for a in lagged_pairs_within(data, lag, frames)]
-    except NCTInputError:
+    except NCTInputError as exc:
         if weight is not None:
             raise
+        warnings.warn(f"training on the likelihood alone (no kinetic objective): {exc}",
+                      stacklevel=4)
         return None
     return KineticPairs(KINETIC_WEIGHT if weight is None else weight, lag, *pairs)
