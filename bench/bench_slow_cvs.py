@@ -42,6 +42,8 @@ from nct_md.md.phase import load_phase_space
 from nct_md.train.files import train_files
 
 LAG_PS = 10.0
+#: every set was simulated at 300 K (positions-only copies lose the files' record of it)
+TEMPERATURE = 300.0
 N_CVS = 2
 #: set name -> (folder under DATA or None for the shipped data, training files, held-out files,
 #: positions only)
@@ -133,7 +135,7 @@ def run_set(name: str, train: list[Path], test: list[Path], seed: int, methods: 
         started = time.perf_counter()
         if method == "nct":
             model = train_files(train, models / f"{name}-{seed}.pt", seed=seed, verbose=False,
-                                overwrite=True)
+                                overwrite=True, temperature=TEMPERATURE)
             row["train_s"] = round(time.perf_counter() - started, 1)
             fit_x, held_x = ([model.transform(t, N_CVS) for t in trajs]
                              for trajs in (fit_t, held_t))

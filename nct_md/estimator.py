@@ -27,13 +27,14 @@ from nct_md.defaults import TRAINING, hidden_width
 from nct_md.errors import NCTInputError, check_integer, check_number
 from nct_md.flows import LinearPointTransform, SymplecticFlow
 from nct_md.flows.builders import COUPLINGS
+from nct_md.generate.diagnostics import kish_ess
 from nct_md.latent import HarmonicLatent
 from nct_md.md.data import PhaseSpaceData
 from nct_md.md.zmatrix import zmatrix
 from nct_md.model import ModelInfo, NCTModel, Preprocessing, build_flow, topology_to_json
-from nct_md.model_info import Hyperparameters, KineticInfo, Restarts, TrainingInfo
+from nct_md.model_info import Hyperparameters, KineticInfo, Restarts, TrainingInfo, WeightsInfo
 from nct_md.train import Trainer
-from nct_md.train.checkpoint import data_fingerprint
+from nct_md.train.checkpoint import content_hash, data_fingerprint
 from nct_md.train.gaussian_start import (
     SHRINK_BELOW_FRAMES_PER_DOF,
     gaussian_start,
@@ -148,8 +149,8 @@ class NCT:
         paper's pure likelihood; a number needs time-ordered trajectories with frame times.
         None (the default) uses :data:`nct_md.defaults.KINETIC_WEIGHT` where the data are such
         trajectories (one frame spacing, each longer than the lag) and the likelihood alone
-        otherwise (separate validation data, several processes, frames without times); the
-        fitted model records which (``info.training.kinetic``).
+        otherwise (separate validation data, several processes, frames without times or with
+        weights); the fitted model records which (``info.training.kinetic``).
     lag_ps : float
         Lag time of the kinetic objective, ps (a multiple of the frame spacing).
     n_slow : int
@@ -283,7 +284,10 @@ class NCT:
 
         ``files`` (the trajectory and topology files the data came from, when known) join the
         checkpoint's record of the data by path and size. Every seed of :attr:`seeds` is fitted
-        and the fit with the lowest validation objective kept.
+        and the fit with the lowest validation objective kept. Frames with
+        :attr:`~nct_md.md.data.PhaseSpaceData.weights` (biased sampling) are drawn into the
+        training batches with probability proportional to their weight, and the validation NLL
+        is the weighted mean; the kinetic objective is then off (refused if asked for).
         """
         if data.info.n_constrained_in_selection:
             raise NCTInputError(
@@ -292,6 +296,9 @@ class NCT:
                 "degenerate; select heavy atoms (--select heavy) or use unconstrained data")
         record = (data_fingerprint(data, validation, files) if self.checkpoint is not None
                   else {})
+        weights = [d.weights for d in (data, validation) if d is not None and d.weights is not None]
+        if record and weights:
+            record["weights hash"] = content_hash(*map(torch.from_numpy, weights))
         fits = []  # (validation objective: NLL - kinetic_weight * VAMP-2, model, history) per seed
         for seed, checkpoint in zip(self.seeds, self.checkpoint_paths() or
                                     [None] * self.restarts, strict=True):
@@ -317,9 +324,10 @@ class NCT:
         if validation is None:
             train, val = validation_split(data, self.validation_fraction)
             val_p, val_q = data.p[val], data.q[val]
+            val_w = None if data.weights is None else data.weights[val]
         else:
             train, val = np.arange(len(data)), None
-            val_p, val_q = validation.p, validation.q
+            val_p, val_q, val_w = validation.p, validation.q, validation.weights
         if len(train) < MIN_TRAIN_FRAMES:
             raise NCTInputError(
                 f"only {len(train)} training frames ({len(data)} frames, {len(val_q)} held out "
@@ -338,6 +346,14 @@ class NCT:
         to = {"device": self.device, "dtype": self.dtype}
         q_train = data.q[train].to(**to)
         val_p, val_q = val_p.to(**to), val_q.to(**to)
+        # Weighted frames: batches drawn with probability w (unbiased, and a lower variance than
+        # w-weighted batch means); the validation NLL is the w-weighted mean (w = 1 without).
+        train_w = None if data.weights is None else torch.as_tensor(data.weights[train])
+        val_w = torch.ones(len(val_q)) if val_w is None else torch.as_tensor(val_w)
+        val_w = val_w.to(**to)
+        if train_w is not None and not (train_w.any() and val_w.any()):
+            raise NCTInputError("the training or the validation frames all have weight 0; "
+                                "give positive weights to frames throughout the data")
         steps_per_epoch = max(1, len(train) // self.batch_size)
         state = {"epoch": -1, "order": None, "p": data.p[train].to(**to)}
         kinetic = kinetic_pairs(data, train, val, self.kinetic_weight, self.lag_ps,
@@ -348,7 +364,9 @@ class NCT:
             epoch, k = divmod(step, steps_per_epoch)
             if epoch != state["epoch"]:
                 state["epoch"] = epoch
-                state["order"] = torch.randperm(len(train), generator=generator)
+                state["order"] = (torch.randperm(len(train), generator=generator)
+                                  if train_w is None else
+                                  torch.multinomial(train_w, len(train), True, generator=generator))
                 if not data.has_velocities:
                     state["p"] = data.resample_momenta(generator)[train].to(**to)
             idx = state["order"][k * self.batch_size:(k + 1) * self.batch_size][rank::world]
@@ -363,10 +381,10 @@ class NCT:
 
         @torch.no_grad()  # the couplings' momentum lift then builds no double-backward graph
         def validation_nll() -> float:
-            total = sum(float(objective(val_p[start:start + 4096],
-                                        val_q[start:start + 4096]).sum())
+            total = sum(float((objective(val_p[start:start + 4096], val_q[start:start + 4096])
+                               * val_w[start:start + 4096]).sum())
                         for start in range(0, len(val_q), 4096))
-            return total / len(val_q)
+            return total / float(val_w.sum())
 
         @torch.no_grad()
         def validation_vamp2() -> float | None:
@@ -409,6 +427,8 @@ class NCT:
             kinetic=None if vamp is None else KineticInfo(
                 weight=kinetic.weight, lag_frames=kinetic.lag, n_slow=self.n_slow,
                 validation_vamp2=vamp),
+            weights=None if train_w is None else WeightsInfo(
+                kish_ess(train_w.log().numpy()), kish_ess(val_w.double().cpu().log().numpy())),
         )
         return model, history
 

@@ -156,6 +156,19 @@ class KineticInfo(_Record):
 
 
 @dataclass
+class WeightsInfo(_Record):
+    """Per-frame weights of a fit on biased data (:attr:`nct_md.md.data.PhaseSpaceData.weights`).
+
+    ``effective_train_frames``, ``effective_validation_frames``: Kish effective numbers of
+    frames ``(sum w)^2 / sum w^2`` of the training and validation frames' weights.
+    """
+
+    effective_train_frames: float
+    effective_validation_frames: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class TrainingInfo(_Record):
     """Record of a maximum-likelihood fit (written by :class:`nct_md.estimator.NCT`).
 
@@ -185,13 +198,17 @@ class TrainingInfo(_Record):
         Provenance: topology file, relative to the model file's folder.
     kinetic : KineticInfo, optional
         The kinetic objective, when it was used.
+    weights : WeightsInfo, optional
+        Per-frame weights, when the frames carried them (losses and validation NLL are then
+        weighted means).
     extra : dict
         Keys this version does not know, kept as read.
     """
 
     _nested: ClassVar[dict[str, type[_Record]]] = {"hyperparameters": Hyperparameters,
                                                    "restarts": Restarts,
-                                                   "kinetic": KineticInfo}
+                                                   "kinetic": KineticInfo,
+                                                   "weights": WeightsInfo}
 
     n_train_frames: int
     n_validation_frames: int
@@ -207,6 +224,7 @@ class TrainingInfo(_Record):
     files: list[str] | None = None
     topology_file: str | None = None
     kinetic: KineticInfo | None = None
+    weights: WeightsInfo | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -48,6 +48,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "or an mdtraj selection")
     parser.add_argument("--temperature", type=float, help="data temperature in K (default: "
                         "read from nct-md simulate files)")
+    parser.add_argument("--weights", type=Path, metavar="FILE", help="per-frame weights of "
+                        "biased data, one per frame of all trajectories in order after --stride: "
+                        "text (one per line; first line '# log-weights' for ln w) or .npy")
     for kind, group in ((int, INTEGERS), (float, FLOATS)):
         for flag, default, text in group:
             parser.add_argument(f"--{flag}", type=kind, default=default,
@@ -71,8 +74,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     from nct_md.train.files import train_files
 
-    settings = options(args) | {"objective": args.objective.replace("-", "_")}
     with warnings.catch_warnings():
         warnings.showwarning = lambda message, *_: print(
             "nct-md train: warning: " + " ".join(str(message).split()), file=sys.stderr)
-        train_files(**settings)
+        train_files(**options(args) | {"objective": args.objective.replace("-", "_")})

@@ -51,6 +51,10 @@ class PhaseSpaceData:
         True when ``p`` comes from stored velocities.
     info : DataInfo
         ``units``, ``selection``, ``constraints``, ``momenta`` source, ``n_dof``, ...
+    weights : ndarray, shape ``(n_frames,)``, float64, optional
+        Per-frame weights of biased sampling (e.g. :mod:`nct_md.md.reweight`): frame ``i``
+        stands for ``weights[i]`` frames of the unbiased ensemble. Checked (finite, >= 0, not
+        all zero) and normalised to mean 1 on construction; None means every frame counts once.
     """
 
     q: torch.Tensor
@@ -65,6 +69,11 @@ class PhaseSpaceData:
     temperature: float
     has_velocities: bool
     info: DataInfo = field(default_factory=DataInfo)
+    weights: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.weights is not None:
+            self.weights = frame_weights(self.weights, len(self))
 
     def __len__(self) -> int:
         return int(self.q.shape[0])
@@ -148,6 +157,7 @@ class PhaseSpaceData:
             atom_indices=self.atom_indices, atom_names=self.atom_names, topology=self.topology,
             reference=self.reference, temperature=self.temperature,
             has_velocities=self.has_velocities, info=replace(self.info),
+            weights=None if self.weights is None else self.weights[start:stop],
         )
 
     def split(self) -> list[PhaseSpaceData]:
@@ -175,6 +185,26 @@ class PhaseSpaceData:
         """The lag in frames for ``lag_ps`` (ps) in these trajectories (:func:`lag_frames`)."""
         return lag_frames([self.times[self.boundaries[k]:self.boundaries[k + 1]]
                            for k in range(self.n_traj)], lag_ps)
+
+
+def frame_weights(weights: np.ndarray, n_frames: int) -> np.ndarray:
+    """Per-frame weights ``(n_frames,)`` checked and scaled to mean 1 (float64).
+
+    Refused (NCTInputError): a wrong length, NaN or infinite values, negative values, all zero.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n_frames,):
+        raise NCTInputError(
+            f"weights has {w.size} values for {n_frames} frames; give one weight per frame of "
+            "all trajectories, concatenated in the order given (after any stride)")
+    for bad, what in ((~np.isfinite(w), "NaN or infinite"), (w < 0, "negative")):
+        if bad.any():
+            raise NCTInputError(
+                f"weights has {what} values (first at frame {np.argmax(bad)}); weights must be "
+                "finite and >= 0 (a weights file of ln w starts with the line '# log-weights')")
+    if not w.any():
+        raise NCTInputError("weights are all zero; at least one frame needs a positive weight")
+    return w / w.mean()
 
 
 def lag_frames(times: list[np.ndarray], lag_ps: float) -> int:

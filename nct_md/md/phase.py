@@ -102,7 +102,8 @@ def from_trajectories(trajs: Chunk | md.Trajectory | Sequence[Chunk | md.Traject
                       reference: md.Trajectory | np.ndarray | str | Path | None = None,
                       velocities: str | Sequence[np.ndarray] | None = "auto",
                       constraints: str | None = None,
-                      generator: torch.Generator | None = None) -> PhaseSpaceData:
+                      generator: torch.Generator | None = None,
+                      weights: np.ndarray | None = None) -> PhaseSpaceData:
     """Build :class:`PhaseSpaceData` from trajectories held in memory.
 
     Parameters
@@ -118,13 +119,17 @@ def from_trajectories(trajs: Chunk | md.Trajectory | Sequence[Chunk | md.Traject
         Structure to superpose on; None picks the frame closest to the mean structure
         (:func:`choose_reference`).
     velocities : "auto", sequence of ndarray or None
-        "auto" uses the chunks' velocities when every trajectory has them; a sequence gives
-        ``(n_frames, n_atoms, 3)`` nm/ps arrays per trajectory; None ignores velocities and
-        draws Maxwell-Boltzmann momenta.
+        "auto" uses the chunks' velocities when every trajectory has them and no ``weights``
+        are given (biased frames get Maxwell-Boltzmann momenta: a bias acts on positions only);
+        a sequence gives ``(n_frames, n_atoms, 3)`` nm/ps arrays per trajectory; None ignores
+        velocities and draws Maxwell-Boltzmann momenta.
     constraints : str, optional
         Constraints of the simulation ("hbonds", "none"), recorded in ``info``.
     generator : torch.Generator, optional
         For Maxwell-Boltzmann draws.
+    weights : ndarray ``(n_frames,)``, optional
+        Per-frame weights of biased sampling, all trajectories concatenated in order
+        (:attr:`PhaseSpaceData.weights`: checked, normalised to mean 1).
     """
     chunks = _as_chunks(trajs)
     if not chunks:
@@ -136,7 +141,7 @@ def from_trajectories(trajs: Chunk | md.Trajectory | Sequence[Chunk | md.Traject
     masses = atom_masses(topology)
     if velocities == "auto":
         found = [chunk.velocities for chunk in chunks]
-        velocities = None if any(v is None for v in found) else found
+        velocities = None if weights is not None or any(v is None for v in found) else found
     elif velocities is not None and len(velocities) != len(trajs):
         raise NCTInputError(f"got {len(velocities)} velocity arrays for {len(trajs)} trajectories")
     for k, traj in enumerate(trajs):
@@ -176,6 +181,7 @@ def from_trajectories(trajs: Chunk | md.Trajectory | Sequence[Chunk | md.Traject
         has_velocities=velocities is not None,
         info=_data_info(label, constraints, topology, frame.n_dof, frame.rigid.shape[1],
                         "velocities" if velocities is not None else "maxwell-boltzmann", source),
+        weights=weights,
     )
     if velocities is None:
         data.resample_momenta(generator)
@@ -203,12 +209,14 @@ def load_phase_space(paths: str | Path | Sequence[str | Path],
                      select: str | Sequence[int] = "all", temperature: float | None = None,
                      stride: int = 1, reference: md.Trajectory | np.ndarray | str | None = None,
                      velocities: bool = True, dt_ps: float | None = None,
-                     generator: torch.Generator | None = None) -> PhaseSpaceData:
+                     generator: torch.Generator | None = None,
+                     weights: np.ndarray | None = None) -> PhaseSpaceData:
     """Read files and build :class:`~nct_md.md.data.PhaseSpaceData` (``io.load`` +
     :func:`from_trajectories`).
 
     ``temperature`` and the constraints default to what ``nct-md simulate`` stored in the files;
-    ``velocities=False`` ignores stored velocities. Other parameters as in :func:`io.load` and
+    ``velocities=False`` ignores stored velocities; ``weights`` (one per frame after
+    ``stride``) mark biased frames. Other parameters as in :func:`io.load` and
     :func:`from_trajectories`.
     """
     paths = io.as_paths(paths)
@@ -216,7 +224,7 @@ def load_phase_space(paths: str | Path | Sequence[str | Path],
     check_temperature(temperature)
     chunks = io.load(paths, top, select=select, stride=stride, dt_ps=dt_ps)
     return from_trajectories(chunks, "all", temperature, reference,
-                             "auto" if velocities else None, constraints, generator)
+                             "auto" if velocities else None, constraints, generator, weights)
 
 
 def iter_phase_space(paths: str | Path | Sequence[str | Path],

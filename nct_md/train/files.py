@@ -4,7 +4,8 @@
 output path before any work, reads the files, fits :class:`~nct_md.estimator.NCT` (resuming
 from ``OUT.ckpt`` when it belongs to the same data and settings), records where the data came
 from, writes the model and removes the checkpoints. Under ``torchrun`` it joins the process
-group and trains data-parallel; only rank 0 writes.
+group and trains data-parallel; only rank 0 writes. :func:`read_weights` reads the per-frame
+weights of biased data (``--weights``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from nct_md.atomic import check_output
-from nct_md.errors import check_integer
+from nct_md.errors import NCTInputError, check_integer
 from nct_md.estimator import NCT
 from nct_md.md.io import read_provenance
 from nct_md.md.phase import load_phase_space
@@ -48,6 +51,37 @@ def warn_temperature(paths: Sequence[PathLike], temperature: float | None) -> No
             return
 
 
+def read_weights(path: PathLike) -> np.ndarray:
+    """Per-frame weights ``(n_frames,)`` from a ``.npy`` file or a text file (one per line).
+
+    Text files (``.txt``, ``.dat``, ...) may hold ``#`` comments; when the first line is
+    ``# log-weights`` the numbers are ``ln w`` (any offset; ``-inf`` for weight 0), which keeps
+    the large dynamic range of metadynamics weights. ``.npy`` files hold plain weights. The
+    values are checked when the data are built (:func:`nct_md.md.data.frame_weights`).
+    """
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".npy":
+            values, log = np.load(path, allow_pickle=False), False
+        else:
+            with path.open() as handle:
+                log = handle.readline().strip().lower().startswith("# log-weights")
+            values = np.loadtxt(path, dtype=np.float64, ndmin=1)
+        values = np.asarray(values, dtype=np.float64)
+    except ValueError as exc:
+        raise NCTInputError(f"weights file {path} is not a column of numbers ({exc}); write one "
+                            "weight per line, or a 1-D .npy array") from None
+    if values.ndim != 1:
+        raise NCTInputError(f"weights file {path} holds an array of shape {values.shape}; "
+                            "write one weight per line, or a 1-D .npy array")
+    if not log:
+        return values
+    if (np.isnan(values) | (values == np.inf)).any():
+        raise NCTInputError(f"weights file {path} has NaN or +inf log-weights; fix them")
+    top = values.max(initial=-np.inf)
+    return np.exp(values - top) if np.isfinite(top) else np.zeros_like(values)
+
+
 def record_files(model: NCTModel, paths: Sequence[PathLike], top: PathLike | None,
                  out: PathLike) -> None:
     """Store the data and topology files in ``model.info.training``, relative to ``out``.
@@ -63,7 +97,7 @@ def record_files(model: NCTModel, paths: Sequence[PathLike], top: PathLike | Non
 def train_files(paths: Sequence[PathLike], out: PathLike, top: PathLike | None = None,
                 select: str = "heavy", temperature: float | None = None, stride: int = 1,
                 overwrite: bool = False, restart: bool = False, verbose: bool = True,
-                **settings) -> NCTModel | None:
+                weights: PathLike | np.ndarray | None = None, **settings) -> NCTModel | None:
     """Fit a model to trajectory files and save it to ``out``.
 
     Parameters
@@ -89,6 +123,9 @@ def train_files(paths: Sequence[PathLike], out: PathLike, top: PathLike | None =
         to the same data and settings, and refused when not).
     verbose : bool
         Print summaries of the data and of the fit (stdout) and show training progress.
+    weights : path or ndarray, optional
+        Per-frame weights of biased data (a file for :func:`read_weights`, or the array): one per
+        frame of all trajectories concatenated in the order of ``paths``, after ``stride``.
     **settings
         Keyword arguments of :class:`~nct_md.estimator.NCT` (``n_couplings``, ``epochs``,
         ``lr``, ``seed``, ``restarts``, ...).
@@ -105,9 +142,12 @@ def train_files(paths: Sequence[PathLike], out: PathLike, top: PathLike | None =
     estimator = NCT(**settings, checkpoint=out.with_name(out.name + ".ckpt"), restart=restart,
                     progress=verbose)
     check_output(out, overwrite)
+    if weights is not None and not isinstance(weights, np.ndarray):
+        weights = read_weights(weights)
     rank = _start_distributed(str(estimator.device))
     warn_temperature(paths, temperature)
-    data = load_phase_space(paths, top, select=select, temperature=temperature, stride=stride)
+    data = load_phase_space(paths, top, select=select, temperature=temperature, stride=stride,
+                            weights=weights)
     if rank == 0 and verbose:
         print(f"{len(data)} frames in {data.n_traj} trajectories, {data.n_atoms} atoms "
               f"({select}), {data.n_dof} internal degrees of freedom, "

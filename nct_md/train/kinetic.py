@@ -80,13 +80,19 @@ def kinetic_pairs(data: PhaseSpaceData, train: np.ndarray, val: np.ndarray | Non
     """The kinetic objective for frames ``train`` / ``val`` of ``data``; None when unused.
 
     ``weight`` 0: unused; a number: used, and data that do not allow it (no frame times, mixed
-    spacings, trajectories shorter than the lag, a ``separate_validation`` set, ``world > 1``
-    training processes) are refused; None: :data:`~nct_md.defaults.KINETIC_WEIGHT` where the
-    data allow it, unused otherwise (with a warning that says why).
+    spacings, trajectories shorter than the lag, per-frame weights of biased sampling, a
+    ``separate_validation`` set, ``world > 1`` training processes) are refused; None:
+    :data:`~nct_md.defaults.KINETIC_WEIGHT` where the data allow it, unused otherwise (with a
+    warning that says why).
     """
     if weight == 0:
         return None
     try:
+        if data.weights is not None:
+            raise NCTInputError(
+                "kinetic_weight needs unbiased trajectories, and these frames carry weights "
+                "(biased sampling, whose dynamics are not the unbiased kinetics); use a "
+                "kinetic weight of 0")
         if separate_validation or world > 1:
             raise NCTInputError(
                 "kinetic_weight needs the validation frames held out of the data (no "
