@@ -25,10 +25,8 @@ from torch.nn.parallel import DistributedDataParallel
 from nct_md import __version__
 from nct_md.defaults import TRAINING, hidden_width
 from nct_md.errors import NCTInputError, check_integer, check_number
-from nct_md.flows import LinearPointTransform, SymplecticFlow
 from nct_md.flows.builders import COUPLINGS
 from nct_md.generate.diagnostics import kish_ess
-from nct_md.latent import HarmonicLatent
 from nct_md.md.data import PhaseSpaceData
 from nct_md.md.zmatrix import zmatrix
 from nct_md.model import ModelInfo, NCTModel, Preprocessing, build_flow, topology_to_json
@@ -38,10 +36,17 @@ from nct_md.train.checkpoint import content_hash, data_fingerprint
 from nct_md.train.gaussian_start import (
     SHRINK_BELOW_FRAMES_PER_DOF,
     gaussian_start,
+    internal_gaussian_start,
     principal_axes,
     start_covariance,
 )
-from nct_md.train.kinetic import kinetic_pairs, vamp2
+from nct_md.train.kinetic import (
+    choose_restart,
+    discrete_score,
+    kinetic_pairs,
+    restart_weights,
+    vamp2,
+)
 from nct_md.train.losses import OBJECTIVES
 from nct_md.train.split import (
     MIN_TRAIN_FRAMES,
@@ -71,27 +76,6 @@ class _ConfigurationNLL(torch.nn.Module):
         return -self.model.configuration_log_prob(self.model.preprocessing.to_model(q))
 
 
-@torch.no_grad()
-def _internal_gaussian_start(flow: SymplecticFlow, pre: Preprocessing, q: torch.Tensor
-                             ) -> HarmonicLatent:
-    """Fit the internal-coordinate layer to frames ``q`` ``(n, 3N)`` and start Gaussian.
-
-    The last (linear) layer starts at the principal axes of the standardised internal
-    coordinates and the latent frequencies at their inverse widths.
-    """
-    internal = flow.layers[0]
-    internal.double().set_frame(*pre.affine(), pre.reference, pre.masses)
-    y = internal.fit(pre.to_model(q))
-    axes, widths = principal_axes(start_covariance(y)[0])
-    last = flow.layers[-1]
-    if isinstance(last, LinearPointTransform):
-        last.double()
-        last.base.copy_(axes.T)
-        last.base_inv.copy_(axes)
-        return HarmonicLatent(len(widths), 1.0 / widths)
-    return HarmonicLatent(len(widths), 1.0 / y.std(0))
-
-
 class NCT:
     """Maximum-likelihood neural canonical transformation of MD phase-space data.
 
@@ -117,9 +101,9 @@ class NCT:
         Epochs without validation improvement before stopping.
     seed : int
     restarts : int
-        Fit seeds ``seed, seed + 1, ...`` (this many) and keep the fit with the best
-        validation objective (likelihood, minus the kinetic term when it is used); all of them
-        are recorded in ``info.training.restarts``.
+        Fit seeds ``seed, seed + 1, ...`` (this many) and keep one fit
+        (:func:`~nct_md.train.kinetic.choose_restart`); all are recorded in
+        ``info.training.restarts``.
     device : str or torch.device
     dtype : torch.dtype
         float32 (default) or float64.
@@ -144,13 +128,14 @@ class NCT:
     kinetic_weight : float, optional
         Weight of the kinetic objective (:mod:`nct_md.train.kinetic`): each step also maximises
         ``kinetic_weight`` times the VAMP-2 score of the ``n_slow`` slowest latent positions at
-        ``t`` and ``t + lag_ps`` (pairs within one trajectory, training frames only); validation,
-        early stopping and the choice among restarts use the same combined objective. 0 is the
-        paper's pure likelihood; a number needs time-ordered trajectories with frame times.
-        None (the default) uses :data:`nct_md.defaults.KINETIC_WEIGHT` where the data are such
-        trajectories (one frame spacing, each longer than the lag) and the likelihood alone
-        otherwise (separate validation data, several processes, frames without times or with
-        weights); the fitted model records which (``info.training.kinetic``).
+        ``t`` and ``t + lag_ps`` (pairs within one trajectory, training frames only); validation
+        and early stopping use the same combined objective. 0 is the paper's pure likelihood; a
+        number needs time-ordered trajectories with frame times. None (the default): restarts
+        alternate between the likelihood alone and :data:`nct_md.defaults.KINETIC_WEIGHT`
+        (:func:`~nct_md.train.kinetic.restart_weights`), and the kinetic fit is kept only where
+        its slowest CVs are measurably slower on the validation frames; data that do not allow
+        the kinetic objective (no frame times, weights, a separate validation set, several
+        processes) train on the likelihood alone. ``info.training`` records what was used.
     lag_ps : float
         Lag time of the kinetic objective, ps (a multiple of the frame spacing).
     n_slow : int
@@ -228,16 +213,17 @@ class NCT:
             return [path]
         return [path.with_suffix(f".seed{seed}{path.suffix}") for seed in self.seeds]
 
-    def settings(self, seed: int) -> dict:
-        """Every setting that changes the run of ``seed`` (the checkpoint's settings record)."""
+    def settings(self, seed: int, weight: float | None) -> dict:
+        """Every setting that changes the run of ``seed`` with kinetic weight ``weight`` (the
+        checkpoint's settings record)."""
         return {**{k: v for k, v in self.architecture.items() if k not in ("kind", "linear")},
                 "internal_coordinates": self.internal_coordinates, "objective": self.objective,
                 "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
                 "weight_decay": self.weight_decay,
                 "validation_fraction": self.validation_fraction, "patience": self.patience,
                 "seed": seed, "dtype": str(self.dtype),
-                **({"kinetic_weight": self.kinetic_weight, "lag_ps": self.lag_ps,
-                    "n_slow": self.n_slow} if self.kinetic_weight != 0 else {})}
+                **({"kinetic_weight": weight, "lag_ps": self.lag_ps, "n_slow": self.n_slow}
+                   if weight != 0 else {})}
 
     def _initial_model(self, data: PhaseSpaceData, train: np.ndarray) -> NCTModel:
         """The best Gaussian model of the training frames: principal axes and their widths."""
@@ -262,7 +248,7 @@ class NCT:
                 raise NCTInputError(f"internal coordinates of this selection: {exc}") from None
         flow = build_flow(architecture)
         if self.internal_coordinates:
-            latent = _internal_gaussian_start(flow, pre, data.q[train].double())
+            latent = internal_gaussian_start(flow, pre, data.q[train].double())
         else:
             latent = gaussian_start(flow, widths / pre.sqrt_kT)  # widths in ps (model units)
         info = ModelInfo(
@@ -299,26 +285,31 @@ class NCT:
         weights = [d.weights for d in (data, validation) if d is not None and d.weights is not None]
         if record and weights:
             record["weights hash"] = content_hash(*map(torch.from_numpy, weights))
-        fits = []  # (validation objective: NLL - kinetic_weight * VAMP-2, model, history) per seed
-        for seed, checkpoint in zip(self.seeds, self.checkpoint_paths() or
-                                    [None] * self.restarts, strict=True):
-            fingerprint = {"data": record, "settings": self.settings(seed)}
-            model, history = self._fit_seed(data, validation, seed, checkpoint, fingerprint)
-            training = model.info.training
-            kinetic = training.kinetic
-            fits.append((training.validation_nll - (kinetic.weight * kinetic.validation_vamp2
-                                                    if kinetic else 0.0), model, history))
-        best = min(range(len(fits)), key=lambda k: fits[k][0])
-        _, self._model, self.history = fits[best]
+        weights, models, histories = restart_weights(self.kinetic_weight, self.restarts), [], []
+        for seed, weight, checkpoint in zip(self.seeds, weights, self.checkpoint_paths() or
+                                            [None] * self.restarts, strict=True):
+            fingerprint = {"data": record, "settings": self.settings(seed, weight)}
+            model, history = self._fit_seed(data, validation, seed, weight, checkpoint,
+                                            fingerprint)
+            models.append(model)
+            histories.append(history)
+        infos = [m.info.training for m in models]
+        best = choose_restart([t.validation_nll for t in infos], [t.kinetic for t in infos])
+        self._model, self.history = models[best], histories[best]
+        kinetic = [t.kinetic for t in infos]
         self._model.info.training.restarts = Restarts(
-            seeds=self.seeds, validation_nll=[float(m.info.training.validation_nll)
-                                              for _, m, _ in fits])
+            seeds=self.seeds, validation_nll=[float(t.validation_nll) for t in infos],
+            kinetic_weights=[k.weight if k else 0.0 for k in kinetic] if any(kinetic) else None,
+            validation_vamp2_discrete=[k.validation_vamp2_discrete for k in kinetic]
+            if all(kinetic) else None)
         return self
 
     def _fit_seed(self, data: PhaseSpaceData, validation: PhaseSpaceData | None, seed: int,
-                  checkpoint: Path | None, fingerprint: dict
+                  weight: float | None, checkpoint: Path | None, fingerprint: dict
                   ) -> tuple[NCTModel, list[dict[str, float]]]:
-        """One maximum-likelihood fit with ``seed``; the model and its per-step history."""
+        """One fit with ``seed`` and kinetic weight ``weight`` (:func:`restart_weights`); the
+        model and its per-step history. Likelihood-only restarts of the default (automatic)
+        kinetic objective are scored on the same lagged pairs."""
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
         if validation is None:
@@ -356,8 +347,11 @@ class NCT:
                                 "give positive weights to frames throughout the data")
         steps_per_epoch = max(1, len(train) // self.batch_size)
         state = {"epoch": -1, "order": None, "p": data.p[train].to(**to)}
-        kinetic = kinetic_pairs(data, train, val, self.kinetic_weight, self.lag_ps,
-                                separate_validation=validation is not None, world=world)
+        kinetic = kinetic_pairs(data, train, val, None if self.kinetic_weight is None else weight,
+                                self.lag_ps, separate_validation=validation is not None,
+                                world=world)
+        if kinetic is not None and weight is not None:
+            kinetic = kinetic._replace(weight=weight)
         q_all = None if kinetic is None else data.q.to(**to)  # lagged pairs index all frames
 
         def loss(step: int):
@@ -372,7 +366,7 @@ class NCT:
             idx = state["order"][k * self.batch_size:(k + 1) * self.batch_size][rank::world]
             nll = net(state["p"][idx], q_train[idx]).mean()
             metrics = {"epoch": epoch, "global_loss": mean_over_processes(nll, world)}
-            if kinetic is None:
+            if kinetic is None or kinetic.weight == 0:
                 return nll, metrics
             pick = torch.randint(len(kinetic.train_first), (self.batch_size,), generator=generator)
             score = self._pair_vamp2(model, q_all, kinetic.train_first[pick],
@@ -426,7 +420,8 @@ class NCT:
                                             patience=self.patience),
             kinetic=None if vamp is None else KineticInfo(
                 weight=kinetic.weight, lag_frames=kinetic.lag, n_slow=self.n_slow,
-                validation_vamp2=vamp),
+                validation_vamp2=vamp, validation_vamp2_discrete=discrete_score(
+                    model.latent_positions, q_all, kinetic, self.n_slow)),
             weights=None if train_w is None else WeightsInfo(
                 kish_ess(train_w.log().numpy()), kish_ess(val_w.double().cpu().log().numpy())),
         )

@@ -132,10 +132,17 @@ class Hyperparameters(_Record):
 
 @dataclass
 class Restarts(_Record):
-    """The seeds fitted (``restarts > 1``) and each one's validation NLL (nats/frame)."""
+    """The seeds fitted (``restarts > 1``) and each one's validation NLL (nats/frame).
+
+    With the kinetic objective, ``kinetic_weights`` (each seed's weight, 0 for a likelihood-only
+    fit) and ``validation_vamp2_discrete`` (each fit's discretised VAMP-2 of its slowest latent
+    positions on the validation pairs, :func:`nct_md.train.kinetic.choose_restart`).
+    """
 
     seeds: list[int]
     validation_nll: list[float]
+    kinetic_weights: list[float] | None = None
+    validation_vamp2_discrete: list[float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -143,15 +150,18 @@ class Restarts(_Record):
 class KineticInfo(_Record):
     """The kinetic objective of a fit (:mod:`nct_md.train.kinetic`).
 
-    ``weight`` (of the VAMP-2 term), ``lag_frames`` (its lag), ``n_slow`` (slowest latent
-    positions scored), ``validation_vamp2`` (their VAMP-2 score, constant excluded, on the
-    validation pairs with the kept weights).
+    ``weight`` (of the VAMP-2 term; 0 for a likelihood-only fit that was scored the same way),
+    ``lag_frames`` (its lag), ``n_slow`` (slowest latent positions scored), ``validation_vamp2``
+    (their VAMP-2 score, constant excluded, on the validation pairs with the kept weights),
+    ``validation_vamp2_discrete`` (the same pairs' discretised VAMP-2, constant included:
+    :func:`nct_md.cv.scores.discrete_vamp2_pairs`).
     """
 
     weight: float
     lag_frames: int
     n_slow: int
     validation_vamp2: float
+    validation_vamp2_discrete: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -106,3 +106,16 @@ def test_knn_balanced_accuracy():
 def test_ramachandran_basins(phi, psi, name):
     code = reference.ramachandran_basin(np.radians([phi]), np.radians([psi]))[0]
     assert reference.BASINS[code] == name
+
+
+def test_discrete_vamp2_of_pairs_sees_a_two_state_switch_and_not_noise():
+    rng = np.random.default_rng(1)
+    state = np.cumsum(rng.random(20_000) < 0.002) % 2  # rare switches
+    x = np.stack([state + 0.3 * rng.normal(size=len(state)), rng.normal(size=len(state))], 1)
+    half = len(x) // 2
+    pairs = [(x[a:b - 10], x[a + 10:b]) for a, b in ((0, half), (half, len(x)))]
+    slow = scores.discrete_vamp2_pairs(pairs[0], pairs[1], n_components=1, n_clusters=20)
+    noise = [(p[0][:, 1:], p[1][:, 1:]) for p in pairs]
+    fast = scores.discrete_vamp2_pairs(noise[0], noise[1], n_components=1, n_clusters=20)
+    print(f"two-state {slow:.3f}, noise {fast:.3f}")
+    assert slow > 1.55 and fast < 1.01  # measured 1.604 and 1.000

@@ -8,12 +8,13 @@ import torch
 from deeptime.decomposition import VAMP
 
 from nct_md.cli import main
-from nct_md.defaults import KINETIC_WEIGHT
+from nct_md.defaults import KINETIC_MARGIN, KINETIC_WEIGHT
 from nct_md.errors import NCTInputError
 from nct_md.estimator import NCT
 from nct_md.md.phase import load_phase_space
 from nct_md.model import NCTModel
-from nct_md.train.kinetic import lagged_pairs_within, vamp2
+from nct_md.model_info import KineticInfo
+from nct_md.train.kinetic import choose_restart, lagged_pairs_within, restart_weights, vamp2
 from nct_md.train.split import validation_split
 
 
@@ -67,8 +68,15 @@ def test_kinetic_training_makes_the_slowest_coordinates_slower(two_trajectories)
 def test_by_default_the_kinetic_objective_is_used_where_the_data_allow_it(two_trajectories):
     data = two_trajectories
     settings = dict(n_couplings=1, hidden=16, epochs=1, restarts=1, progress=False)
-    used = NCT(**settings).fit(data).fetch_model().info.training.kinetic
-    assert used.weight == KINETIC_WEIGHT and used.lag_frames == 5
+    training = NCT(**{**settings, "restarts": 2}).fit(data).fetch_model().info.training
+    restarts = training.restarts
+    assert restarts.kinetic_weights == [0.0, KINETIC_WEIGHT]  # likelihood, then kinetic
+    assert len(restarts.validation_vamp2_discrete) == 2
+    assert all(1.0 <= v <= 3.0 for v in restarts.validation_vamp2_discrete)
+    assert training.kinetic.lag_frames == 5
+    chosen = restarts.kinetic_weights.index(training.kinetic.weight)
+    assert chosen == (1 if restarts.validation_vamp2_discrete[1] >=
+                      restarts.validation_vamp2_discrete[0] + KINETIC_MARGIN else 0)
     # frames that are not one time series (no times) train on the likelihood alone...
     no_times = dataclasses.replace(data, times=np.full(len(data), np.nan))
     with pytest.warns(UserWarning, match="likelihood alone .* no frame times"):
@@ -104,3 +112,22 @@ def test_cli_trains_with_the_kinetic_objective_and_the_model_keeps_its_record(
     assert 0.0 < record.validation_vamp2 <= 2.0
     assert main(["train", str(ala_data_files[1]), "--lag-ps", "3", "--kinetic-weight", "1",
                  "--stride", "4", "--out", str(tmp_path / "bad.pt")]) == 2
+
+
+def test_restarts_alternate_and_the_kinetic_fit_must_be_measurably_slower():
+    assert restart_weights(None, 3) == [0.0, None, 0.0]
+    assert restart_weights(5.0, 2) == [5.0, 5.0]
+
+    def record(weight: float, vamp: float, discrete: float) -> KineticInfo:
+        return KineticInfo(weight, 10, 2, vamp, discrete)
+
+    nll = [-30.0, -29.0, -30.5, -28.0]
+    # likelihood-only fits 0 and 2 (2 has the better NLL); kinetic fits 1 and 3 (objectives
+    # -29 - 10 * 1.0 = -39 and -28 - 10 * 1.2 = -40: fit 3)
+    fits = [record(0.0, 0.5, 2.30), record(10.0, 1.0, 2.40), record(0.0, 0.6, 2.31),
+            record(10.0, 1.2, 2.32)]
+    assert choose_restart(nll, fits, margin=0.02) == 2  # 2.32 is not 0.02 above 2.31
+    fits[3] = record(10.0, 1.2, 2.33)
+    assert choose_restart(nll, fits, margin=0.02) == 3
+    assert choose_restart(nll, [None] * 4) == 2  # the likelihood alone: lowest NLL
+    assert choose_restart(nll[1::2], fits[1::2]) == 1  # kinetic alone: lowest objective

@@ -66,9 +66,12 @@ def vamp2(train: Trajs, test: Trajs, lag: int) -> float:
                                   [np.asarray(t, np.float64) for t in test], lag)
 
 
-def _cross_validated_vamp2(train: Trajs, test: Trajs, lag: int, dim: int | None = None) -> float:
+def _cross_validated_vamp2(train: Trajs | tuple, test: Trajs | tuple, lag: int | None,
+                           dim: int | None = None) -> float:
     """VAMP-2 of a deeptime VAMP model fitted on ``train``, scored on ``test``'s covariances.
 
+    ``train`` and ``test`` are lists of trajectories (``lag`` in frames) or, with ``lag=None``,
+    ``(instantaneous, lagged)`` pairs of arrays.
     Held-out data that do not vary at all in these features (e.g. every frame in one k-means
     state) carry only the constant function: their score is exactly 1.
     """
@@ -80,32 +83,49 @@ def _cross_validated_vamp2(train: Trajs, test: Trajs, lag: int, dim: int | None 
         return 1.0
 
 
+def _one_hot_states(train: list[np.ndarray], n_clusters: int, seed: int):
+    """The map ``(n, d) -> (n, n_clusters)`` one-hot k-means states fitted on ``train`` frames.
+
+    Each coordinate is standardised with the ``train`` mean and spread; deeptime ``KMeans``
+    (``n_clusters`` centres, k-means++ seeded with ``seed``, one thread) is fitted on the joined
+    ``train`` frames (clustering ignores time order).
+    """
+    joined = np.concatenate([np.asarray(t, np.float64).reshape(len(t), -1) for t in train])
+    mean, std = joined.mean(0), joined.std(0) + 1e-300
+    kmeans = KMeans(n_clusters, fixed_seed=seed, n_jobs=1).fit(
+        (joined - mean) / std, n_jobs=1).fetch_model()
+    eye = np.eye(n_clusters)
+    return lambda x: eye[kmeans.transform((np.asarray(x, np.float64).reshape(len(x), -1) - mean)
+                                          / std, n_jobs=1)]
+
+
 def discrete_vamp2(train: Trajs, test: Trajs, lag: int, n_components: int,
                    n_clusters: int = 100, seed: int = 0) -> float:
     """Cross-validated VAMP-2 of one-hot k-means states of the coordinates (constant included).
 
-    Each coordinate is standardised with the ``train`` mean and spread, deeptime ``KMeans``
-    (``n_clusters`` centres, k-means++ seeded with ``seed``, one thread) is fitted on the
-    ``train`` frames, and every frame becomes the one-hot indicator ``(n_frames, n_clusters)`` of
-    its nearest centre. A VAMP model of these indicators is fitted on ``train`` and scored on
-    ``test`` (trajectories kept separate) with the constant function plus its ``n_components``
-    leading singular functions, so the score lies in ``[1, 1 + n_components]``.
+    Every frame becomes the one-hot indicator ``(n_frames, n_clusters)`` of its nearest k-means
+    centre (:func:`_one_hot_states`, fitted on ``train``). A VAMP model of these indicators is
+    fitted on ``train`` and scored on ``test`` (trajectories kept separate) with the constant
+    function plus its ``n_components`` leading singular functions, so the score lies in
+    ``[1, 1 + n_components]``.
 
     Each element of ``train`` and ``test`` is ``(n_frames, n_coordinates)``; ``lag`` in frames.
     """
-    train = [np.asarray(t, np.float64).reshape(len(t), -1) for t in train]
-    joined = np.concatenate(train)  # clustering ignores time order, so joining is harmless here
-    mean, std = joined.mean(0), joined.std(0) + 1e-300
-    kmeans = KMeans(n_clusters, fixed_seed=seed, n_jobs=1).fit(
-        (joined - mean) / std, n_jobs=1).fetch_model()
+    states = _one_hot_states(list(train), n_clusters, seed)
+    return _cross_validated_vamp2([states(t) for t in train], [states(t) for t in test], lag,
+                                  n_components)
 
-    def states(trajs: Trajs) -> list[np.ndarray]:
-        """One-hot cluster indicators ``(n_frames, n_clusters)`` per trajectory."""
-        eye = np.eye(n_clusters)
-        return [eye[kmeans.transform((np.asarray(t, np.float64).reshape(len(t), -1) - mean)
-                                     / std, n_jobs=1)] for t in trajs]
 
-    return _cross_validated_vamp2(states(train), states(test), lag, n_components)
+def discrete_vamp2_pairs(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+                         n_components: int, n_clusters: int = 100, seed: int = 0) -> float:
+    """:func:`discrete_vamp2` of time-lagged pairs: ``(x_t, x_{t+lag})``, each ``(n_pairs, d)``.
+
+    The states are fitted on both frames of the ``train`` pairs; the VAMP model on the
+    ``train`` pairs and scored on the ``test`` pairs.
+    """
+    states = _one_hot_states(list(train), n_clusters, seed)
+    return _cross_validated_vamp2(tuple(map(states, train)), tuple(map(states, test)), None,
+                                  n_components)
 
 
 def tica_components(train: Trajs, lag: int, dim: int, apply_to: Trajs) -> list[np.ndarray]:

@@ -11,10 +11,16 @@ too small; :func:`start_covariance` then shrinks it toward its diagonal.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
+from nct_md.flows import LinearPointTransform
 from nct_md.flows.base import SymplecticFlow
 from nct_md.latent import HarmonicLatent
+
+if TYPE_CHECKING:
+    from nct_md.model import Preprocessing
 
 Tensor = torch.Tensor
 
@@ -71,3 +77,24 @@ def gaussian_start(flow: SymplecticFlow, widths: Tensor) -> HarmonicLatent:
         if hasattr(layer, "set_feature_scale"):
             layer.set_feature_scale(widths)
     return HarmonicLatent(len(widths), 1.0 / widths)
+
+
+@torch.no_grad()
+def internal_gaussian_start(flow: SymplecticFlow, pre: Preprocessing, q: torch.Tensor
+                            ) -> HarmonicLatent:
+    """Fit the internal-coordinate layer to frames ``q`` ``(n, 3N)`` and start Gaussian.
+
+    The last (linear) layer starts at the principal axes of the standardised internal
+    coordinates and the latent frequencies at their inverse widths.
+    """
+    internal = flow.layers[0]
+    internal.double().set_frame(*pre.affine(), pre.reference, pre.masses)
+    y = internal.fit(pre.to_model(q))
+    axes, widths = principal_axes(start_covariance(y)[0])
+    last = flow.layers[-1]
+    if isinstance(last, LinearPointTransform):
+        last.double()
+        last.base.copy_(axes.T)
+        last.base_inv.copy_(axes)
+        return HarmonicLatent(len(widths), 1.0 / widths)
+    return HarmonicLatent(len(widths), 1.0 / y.std(0))

@@ -11,14 +11,17 @@ much of the slow dynamics they capture; training maximises it together with the 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from nct_md.defaults import KINETIC_WEIGHT
+from nct_md.cv.scores import discrete_vamp2_pairs
+from nct_md.defaults import KINETIC_MARGIN, KINETIC_WEIGHT
 from nct_md.errors import NCTInputError
 from nct_md.md.data import PhaseSpaceData
+from nct_md.model_info import KineticInfo
 
 Tensor = torch.Tensor
 
@@ -107,3 +110,51 @@ def kinetic_pairs(data: PhaseSpaceData, train: np.ndarray, val: np.ndarray | Non
                       stacklevel=4)
         return None
     return KineticPairs(KINETIC_WEIGHT if weight is None else weight, lag, *pairs)
+
+
+def restart_weights(weight: float | None, restarts: int) -> list[float | None]:
+    """The kinetic weight of each restart.
+
+    A number: that weight for every restart. None (the default): the likelihood alone (0) for
+    the first restart and every other one after it, the default kinetic objective (None, where
+    the data allow it) for the others, so :func:`choose_restart` can compare the two.
+    """
+    if weight is not None:
+        return [weight] * restarts
+    return [0.0 if k % 2 == 0 else None for k in range(restarts)]
+
+
+def choose_restart(nll: list[float], kinetic: list[KineticInfo | None],
+                   margin: float = KINETIC_MARGIN) -> int:
+    """Index of the fit to keep among restarts.
+
+    ``nll``: each fit's validation NLL (nats/frame); ``kinetic``: its kinetic record (None
+    without one). Within the likelihood-only fits (no record, or weight 0) the lowest NLL wins,
+    within the kinetic fits the lowest NLL - weight * VAMP-2. When there are both, the kinetic
+    winner is kept only if its discretised VAMP-2 on the validation pairs beats the likelihood
+    winner's by at least ``margin``: the kinetic objective is used where it makes the slowest
+    CVs measurably slower, and the paper's likelihood fit is kept where it does not.
+    """
+    def objective(k: int) -> float:
+        return nll[k] - (kinetic[k].weight * kinetic[k].validation_vamp2 if kinetic[k] else 0.0)
+
+    families = [[k for k in range(len(nll)) if (kinetic[k] is not None and kinetic[k].weight > 0)
+                 == used] for used in (False, True)]
+    best = [min(family, key=objective) for family in families if family]
+    if len(best) == 1:
+        return best[0]
+    plain, kinetic_best = (kinetic[k].validation_vamp2_discrete for k in best)
+    return best[1] if kinetic_best >= plain + margin else best[0]
+
+
+@torch.no_grad()
+def discrete_score(latent: Callable[[Tensor], Tensor], q: Tensor, pairs: KineticPairs,
+                   n_slow: int) -> float:
+    """Discretised VAMP-2 (:func:`nct_md.cv.scores.discrete_vamp2_pairs`) of the ``n_slow``
+    slowest latent positions ``latent(q)[:, :n_slow]``: states and VAMP model fitted on the
+    training pairs, scored on the validation pairs; ``q`` holds every frame of the data."""
+    def slow(first: Tensor, second: Tensor) -> tuple[np.ndarray, np.ndarray]:
+        return tuple(latent(q[i])[:, :n_slow].double().cpu().numpy() for i in (first, second))
+
+    return discrete_vamp2_pairs(slow(pairs.train_first, pairs.train_second),
+                                slow(pairs.val_first, pairs.val_second), n_slow)
