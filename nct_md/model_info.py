@@ -25,10 +25,12 @@ class _Record:
     """JSON conversion shared by the records: fields in order, nested records, ``extra``.
 
     ``_nested`` names the fields that hold another record and its class; such a field may be
-    None (not recorded), and is then left out of the JSON.
+    None (not recorded), and is then left out of the JSON, as are the fields named in
+    ``_optional`` (added in later versions) when they are None.
     """
 
     _nested: ClassVar[dict[str, type[_Record]]] = {}
+    _optional: ClassVar[tuple[str, ...]] = ()
     extra: dict[str, Any]
 
     def to_json(self) -> dict:
@@ -36,7 +38,8 @@ class _Record:
         out = {}
         for f in fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
-            if f.name == "extra" or (value is None and f.name in self._nested):
+            if f.name == "extra" or (value is None and (f.name in self._nested
+                                                        or f.name in self._optional)):
                 continue
             out[f.name] = value.to_json() if isinstance(value, _Record) else copy.deepcopy(value)
         out.update(copy.deepcopy(self.extra))
@@ -139,6 +142,8 @@ class Restarts(_Record):
     positions on the validation pairs, :func:`nct_md.train.kinetic.choose_restart`).
     """
 
+    _optional: ClassVar[tuple[str, ...]] = ("kinetic_weights", "validation_vamp2_discrete")
+
     seeds: list[int]
     validation_nll: list[float]
     kinetic_weights: list[float] | None = None
@@ -156,6 +161,8 @@ class KineticInfo(_Record):
     ``validation_vamp2_discrete`` (the same pairs' discretised VAMP-2, constant included:
     :func:`nct_md.cv.scores.discrete_vamp2_pairs`).
     """
+
+    _optional: ClassVar[tuple[str, ...]] = ("validation_vamp2_discrete",)
 
     weight: float
     lag_frames: int
