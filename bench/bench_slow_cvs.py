@@ -116,7 +116,7 @@ def score(fit_x: list[np.ndarray], held_x: list[np.ndarray], fit_t: list[md.Traj
 def aligned_positions(train: list[Path], trajs: list[md.Trajectory]) -> list[np.ndarray]:
     """Heavy-atom positions ``(n, 3N)`` nm of ``trajs``, superposed as a model trained on
     ``train`` superposes them (its reference and masses; float32 like the model's input)."""
-    data = load_phase_space(train, select="heavy", velocities=False)
+    data = load_phase_space(train, select="heavy", velocities=False, temperature=TEMPERATURE)
     frame = EckartFrame(data.reference, data.masses)
     return [frame.positions(t.xyz[:, data.atom_indices])[0].astype(np.float32).astype(np.float64)
             for t in trajs]
