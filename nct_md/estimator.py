@@ -23,6 +23,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from nct_md import __version__
+from nct_md.cv.ood import fit_threshold
 from nct_md.defaults import TRAINING, hidden_width
 from nct_md.errors import NCTInputError, check_integer, check_number
 from nct_md.flows.builders import COUPLINGS
@@ -273,7 +274,8 @@ class NCT:
         and the fit with the lowest validation objective kept. Frames with
         :attr:`~nct_md.md.data.PhaseSpaceData.weights` (biased sampling) are drawn into the
         training batches with probability proportional to their weight, and the validation NLL
-        is the weighted mean; the kinetic objective is then off (refused if asked for).
+        is the weighted mean; the kinetic objective is then off (refused if asked for). The
+        kept model records its out-of-distribution threshold (:mod:`nct_md.cv.ood`).
         """
         if data.info.n_constrained_in_selection:
             raise NCTInputError(
@@ -302,6 +304,8 @@ class NCT:
             kinetic_weights=[k.weight if k else 0.0 for k in kinetic] if any(kinetic) else None,
             validation_vamp2_discrete=[k.validation_vamp2_discrete for k in kinetic]
             if all(kinetic) else None)
+        self._model.info.ood = fit_threshold(self._model, data, validation,
+                                             self.validation_fraction)
         return self
 
     def _fit_seed(self, data: PhaseSpaceData, validation: PhaseSpaceData | None, seed: int,

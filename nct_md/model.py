@@ -25,6 +25,7 @@ from torch import nn
 
 from nct_md import __version__
 from nct_md.atomic import atomic_path
+from nct_md.cv.ood import OODScores, ood_scores
 from nct_md.errors import NCTInputError
 from nct_md.flows import InternalCoordinates, SymplecticFlow, point_flow
 from nct_md.latent import HarmonicLatent
@@ -280,9 +281,18 @@ class NCTModel(nn.Module):
         return (torch.cat(out).cpu().double().numpy() if out
                 else np.zeros((0, n_cvs), dtype=np.float64))
 
-    def transform(self, traj: md.Trajectory, n_cvs: int = 2) -> np.ndarray:
-        """CVs ``(n_frames, n_cvs)`` of a trajectory over its full topology, slowest first."""
-        return self.transform_selected(traj.xyz[:, self.select_atoms(traj.topology)], n_cvs)
+    def transform(self, traj: md.Trajectory, n_cvs: int = 2, return_ood: bool = False
+                  ) -> np.ndarray | tuple[np.ndarray, OODScores]:
+        """CVs ``(n_frames, n_cvs)`` of a trajectory over its full topology, slowest first.
+
+        With ``return_ood``, also their :class:`~nct_md.cv.ood.OODScores`: per-frame ``score``
+        (``-ln p(q)``, nats) and ``flag`` (True for frames outside the training data's support,
+        whose CVs are extrapolations); models saved without a threshold raise NCTInputError.
+        """
+        xyz = traj.xyz[:, self.select_atoms(traj.topology)]
+        ood = ood_scores(self, xyz) if return_ood else None
+        cvs = self.transform_selected(xyz, n_cvs)
+        return cvs if ood is None else (cvs, ood)
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:

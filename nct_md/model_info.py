@@ -292,6 +292,26 @@ class HamiltonianInfo(_Record):
 
 
 @dataclass
+class OODInfo(_Record):
+    """The out-of-distribution threshold of a model (:mod:`nct_md.cv.ood`).
+
+    ``score`` (what is scored: ``"-ln p(q)"``, the model's negative configuration log-density,
+    nats in model coordinates), ``threshold`` (frames scoring above it are out of
+    distribution), ``train_percentile`` (the percentile of the training frames' scores it is,
+    weighted for weighted frames), ``validation_fraction_above`` (share of the validation
+    frames above it, weighted; None when no validation frames were scored).
+    """
+
+    _optional: ClassVar[tuple[str, ...]] = ("validation_fraction_above",)
+
+    score: str
+    threshold: float
+    train_percentile: float
+    validation_fraction_above: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class ModelInfo(_Record):
     """Everything a model file records besides its tensors and flow recipe.
 
@@ -319,12 +339,15 @@ class ModelInfo(_Record):
         The maximum-likelihood fit; None before training.
     hamiltonian : HamiltonianInfo, optional
         The energy a generator was trained against; None for models fitted to data only.
+    ood : OODInfo, optional
+        The out-of-distribution threshold; None for model files written before it existed.
     extra : dict
         Keys this version does not know, kept as read.
     """
 
     _nested: ClassVar[dict[str, type[_Record]]] = {"data": DataInfo, "training": TrainingInfo,
-                                                   "hamiltonian": HamiltonianInfo}
+                                                   "hamiltonian": HamiltonianInfo,
+                                                   "ood": OODInfo}
 
     atom_indices: list[int]
     atom_names: list[str]
@@ -337,6 +360,7 @@ class ModelInfo(_Record):
     gaussian_start_shrinkage: float | None = None
     training: TrainingInfo | None = None
     hamiltonian: HamiltonianInfo | None = None
+    ood: OODInfo | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

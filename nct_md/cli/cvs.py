@@ -28,6 +28,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the flow first (about 1.5x faster on CPU after "
                              "5-15 s of compiling: for millions of frames)")
+    parser.add_argument("--ood", action="store_true",
+                        help="add the columns ood_score (-ln p(q) under the model, nats) and ood "
+                             "(1 when above the training data's 99.9th percentile: a frame the "
+                             "model never learned, whose CVs are extrapolated); .csv, .npz, "
+                             ".dat/.colvar only")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     parser.add_argument("--out", type=Path, required=True,
                         help=".csv, .npy, .npz, .dat or .colvar")
@@ -37,6 +42,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     from nct_md.cv.extract import extract_cvs
 
-    written = extract_cvs(args.model, args.traj, args.out, args.top, args.n_cvs, args.chunk,
-                          args.dt, args.overwrite, args.compile)
+    written, ood = extract_cvs(args.model, args.traj, args.out, args.top, args.n_cvs,
+                               args.chunk, args.dt, args.overwrite, args.compile, ood=args.ood)
     print(f"wrote {args.n_cvs} CVs to {', '.join(map(str, written))}")
+    if ood is not None:
+        print(f"{int(ood.flag.sum())} of {len(ood.flag)} frames out of distribution "
+              f"(ood_score above the model's threshold, {ood.threshold:.4g})")

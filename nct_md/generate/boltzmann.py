@@ -217,6 +217,7 @@ def fine_tune_model(model: NCTModel, energy: OpenMMEnergy, steps: int,
             pairs = model.preprocessing(data.p.to(dtype), data.q.to(dtype))
     result = train_generator(model, hamiltonian, steps, data=pairs, **kwargs)
     model.info.constraints_handling = CONSTRAINTS_HANDLING
+    model.info.ood = None  # the density changed: the training data's OOD threshold no longer holds
     model.info.hamiltonian = HamiltonianInfo(
         form="sum p^2/2m + U(q), U from OpenMM", platform=energy.platform,
         temperature=energy.temperature, n_constraints=energy.n_constraints,
