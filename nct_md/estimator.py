@@ -271,7 +271,7 @@ class NCT:
 
         ``files`` (the trajectory and topology files the data came from, when known) join the
         checkpoint's record of the data by path and size. Every seed of :attr:`seeds` is fitted
-        and the fit with the lowest validation objective kept. Frames with
+        and one kept (:func:`~nct_md.train.kinetic.choose_restart`). Frames with
         :attr:`~nct_md.md.data.PhaseSpaceData.weights` (biased sampling) are drawn into the
         training batches with probability proportional to their weight, and the validation NLL
         is the weighted mean; the kinetic objective is then off (refused if asked for). The
@@ -284,21 +284,23 @@ class NCT:
                 "degenerate; select heavy atoms (--select heavy) or use unconstrained data")
         record = (data_fingerprint(data, validation, files) if self.checkpoint is not None
                   else {})
-        weights = [d.weights for d in (data, validation) if d is not None and d.weights is not None]
-        if record and weights:
-            record["weights hash"] = content_hash(*map(torch.from_numpy, weights))
-        weights, models, histories = restart_weights(self.kinetic_weight, self.restarts), [], []
-        for seed, weight, checkpoint in zip(self.seeds, weights, self.checkpoint_paths() or
-                                            [None] * self.restarts, strict=True):
+        frame_weights = [d.weights for d in (data, validation)
+                         if d is not None and d.weights is not None]
+        if record and frame_weights:
+            record["weights hash"] = content_hash(*map(torch.from_numpy, frame_weights))
+        kinetic_weights = restart_weights(self.kinetic_weight, self.restarts)
+        models, histories = [], []
+        for seed, weight, checkpoint in zip(self.seeds, kinetic_weights, self.checkpoint_paths()
+                                            or [None] * self.restarts, strict=True):
             fingerprint = {"data": record, "settings": self.settings(seed, weight)}
             model, history = self._fit_seed(data, validation, seed, weight, checkpoint,
                                             fingerprint)
             models.append(model)
             histories.append(history)
         infos = [m.info.training for m in models]
-        best = choose_restart([t.validation_nll for t in infos], [t.kinetic for t in infos])
-        self._model, self.history = models[best], histories[best]
         kinetic = [t.kinetic for t in infos]
+        best = choose_restart([t.validation_nll for t in infos], kinetic)
+        self._model, self.history = models[best], histories[best]
         self._model.info.training.restarts = Restarts(
             seeds=self.seeds, validation_nll=[float(t.validation_nll) for t in infos],
             kinetic_weights=[k.weight if k else 0.0 for k in kinetic] if any(kinetic) else None,
