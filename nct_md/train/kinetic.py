@@ -77,9 +77,8 @@ class KineticPairs(NamedTuple):
 
 
 def kinetic_pairs(data: PhaseSpaceData, train: np.ndarray, val: np.ndarray | None,
-                  weight: float | None,
-                  lag_ps: float, separate_validation: bool = False, world: int = 1
-                  ) -> KineticPairs | None:
+                  weight: float | None, lag_ps: float, separate_validation: bool = False,
+                  world: int = 1) -> KineticPairs | None:
     """The kinetic objective for frames ``train`` / ``val`` of ``data``; None when unused.
 
     ``weight`` 0: unused; a number: used, and data that do not allow it (no frame times, mixed
