@@ -6,6 +6,11 @@ data are time-ordered trajectories, :func:`vamp2` of the ``k`` slowest latent po
 ``t`` and ``t + lag`` (Noé and Wu's VAMP-2 score without the constant function) measures how
 much of the slow dynamics they capture; training maximises it together with the likelihood
 (``NCT(kinetic_weight=...)``), so the flow stays exactly symplectic and its density usable.
+
+By default restarts alternate between the likelihood alone and the kinetic objective
+(:func:`restart_weights`), and :func:`choose_restart` keeps the kinetic fit only where the
+discretised VAMP-2 of its slowest latent positions on validation pairs (:func:`discrete_score`)
+shows them measurably slower than the likelihood fit's.
 """
 
 from __future__ import annotations
