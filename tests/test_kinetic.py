@@ -75,8 +75,8 @@ def test_by_default_the_kinetic_objective_is_used_where_the_data_allow_it(two_tr
     assert all(1.0 <= v <= 3.0 for v in restarts.validation_vamp2_discrete)
     assert training.kinetic.lag_frames == 5
     chosen = restarts.kinetic_weights.index(training.kinetic.weight)
-    assert chosen == (1 if restarts.validation_vamp2_discrete[1] >=
-                      restarts.validation_vamp2_discrete[0] + KINETIC_MARGIN else 0)
+    scores = restarts.validation_vamp2_discrete
+    assert chosen == (1 if scores[0] < scores[1] - KINETIC_MARGIN else 0)
     # frames that are not one time series (no times) train on the likelihood alone...
     no_times = dataclasses.replace(data, times=np.full(len(data), np.nan))
     with pytest.warns(UserWarning, match="likelihood alone .* no frame times"):
@@ -114,20 +114,27 @@ def test_cli_trains_with_the_kinetic_objective_and_the_model_keeps_its_record(
                  "--stride", "4", "--out", str(tmp_path / "bad.pt")]) == 2
 
 
-def test_restarts_alternate_and_the_kinetic_fit_must_be_measurably_slower():
+def test_restarts_alternate_and_the_kept_fit_is_among_the_slowest():
     assert restart_weights(None, 3) == [0.0, None, 0.0]
     assert restart_weights(5.0, 2) == [5.0, 5.0]
 
     def record(weight: float, vamp: float, discrete: float) -> KineticInfo:
         return KineticInfo(weight, 10, 2, vamp, discrete)
 
+    # validation NLL of fits 0-3; 0 and 2 likelihood-only, 1 and 3 kinetic (objectives
+    # -29 - 10 * 1.0 = -39 and -28 - 10 * 1.2 = -40)
     nll = [-30.0, -29.0, -30.5, -28.0]
-    # likelihood-only fits 0 and 2 (2 has the better NLL); kinetic fits 1 and 3 (objectives
-    # -29 - 10 * 1.0 = -39 and -28 - 10 * 1.2 = -40: fit 3)
-    fits = [record(0.0, 0.5, 2.30), record(10.0, 1.0, 2.40), record(0.0, 0.6, 2.31),
-            record(10.0, 1.2, 2.32)]
-    assert choose_restart(nll, fits, margin=0.02) == 2  # 2.32 is not 0.02 above 2.31
-    fits[3] = record(10.0, 1.2, 2.33)
+    # the recorded case of the amber14 vacuum set, seed 1: the likelihood fit with the best NLL
+    # (2) has slow CVs 0.1 below the others; the other likelihood fit (0) is kept
+    fits = [record(0.0, 0.5, 2.00), record(10.0, 1.0, 2.00), record(0.0, 0.6, 1.90),
+            record(10.0, 1.2, 1.99)]
+    assert choose_restart(nll, fits, margin=0.02) == 0
+    # all within the margin: the likelihood fit with the best NLL
+    fits[2] = record(0.0, 0.6, 1.985)
+    assert choose_restart(nll, fits, margin=0.02) == 2
+    # tri-alanine: the kinetic fits are 0.2 slower; the better kinetic objective (3) is kept
+    fits = [record(0.0, 0.5, 2.33), record(10.0, 1.0, 2.54), record(0.0, 0.6, 2.32),
+            record(10.0, 1.2, 2.53)]
     assert choose_restart(nll, fits, margin=0.02) == 3
-    assert choose_restart(nll, [None] * 4) == 2  # the likelihood alone: lowest NLL
-    assert choose_restart(nll[1::2], fits[1::2]) == 1  # kinetic alone: lowest objective
+    assert choose_restart(nll, [None] * 4) == 2  # no scores: the lowest NLL
+    assert choose_restart(nll[1::2], fits[1::2]) == 1  # kinetic alone, both within: objective

@@ -8,9 +8,9 @@ much of the slow dynamics they capture; training maximises it together with the 
 (``NCT(kinetic_weight=...)``), so the flow stays exactly symplectic and its density usable.
 
 By default restarts alternate between the likelihood alone and the kinetic objective
-(:func:`restart_weights`), and :func:`choose_restart` keeps the kinetic fit only where the
-discretised VAMP-2 of its slowest latent positions on validation pairs (:func:`discrete_score`)
-shows them measurably slower than the likelihood fit's.
+(:func:`restart_weights`), and :func:`choose_restart` keeps, among the fits whose slowest
+latent positions are as slow as any fit's on validation pairs (discretised VAMP-2,
+:func:`discrete_score`), the likelihood fit where there is one and the kinetic fit otherwise.
 """
 
 from __future__ import annotations
@@ -133,22 +133,23 @@ def choose_restart(nll: list[float], kinetic: list[KineticInfo | None],
     """Index of the fit to keep among restarts.
 
     ``nll``: each fit's validation NLL (nats/frame); ``kinetic``: its kinetic record (None
-    without one). Within the likelihood-only fits (no record, or weight 0) the lowest NLL wins,
-    within the kinetic fits the lowest NLL - weight * VAMP-2. When there are both, the kinetic
-    winner is kept only if its discretised VAMP-2 on the validation pairs beats the likelihood
-    winner's by at least ``margin``: the kinetic objective is used where it makes the slowest
-    CVs measurably slower, and the paper's likelihood fit is kept where it does not.
+    without one; weight 0 for a likelihood-only fit scored the same way). When every fit has a
+    discretised VAMP-2 on the validation pairs, the candidates are the fits within ``margin``
+    of the best one (their slowest CVs are as slow as any fit's); among them the likelihood-only
+    fit with the lowest NLL is kept (the paper's CVs), and a kinetic fit (lowest NLL - weight *
+    VAMP-2) only when no likelihood-only fit comes close. Without those scores: the lowest
+    validation objective (NLL, minus weight * VAMP-2 with a kinetic objective).
     """
     def objective(k: int) -> float:
         return nll[k] - (kinetic[k].weight * kinetic[k].validation_vamp2 if kinetic[k] else 0.0)
 
-    families = [[k for k in range(len(nll)) if (kinetic[k] is not None and kinetic[k].weight > 0)
-                 == used] for used in (False, True)]
-    best = [min(family, key=objective) for family in families if family]
-    if len(best) == 1:
-        return best[0]
-    plain, kinetic_best = (kinetic[k].validation_vamp2_discrete for k in best)
-    return best[1] if kinetic_best >= plain + margin else best[0]
+    fits = range(len(nll))
+    if all(k is not None and k.validation_vamp2_discrete is not None for k in kinetic):
+        best = max(k.validation_vamp2_discrete for k in kinetic)
+        fits = [i for i in fits if kinetic[i].validation_vamp2_discrete >= best - margin]
+        plain = [i for i in fits if kinetic[i].weight == 0]
+        return min(plain or fits, key=objective)
+    return min(fits, key=objective)
 
 
 @torch.no_grad()
