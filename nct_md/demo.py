@@ -71,8 +71,8 @@ def run_demo(data_dir: PathLike | None = None, out_dir: PathLike = "demo-output"
     train_files(train, model, overwrite=True, verbose=verbose,
                 **({} if epochs is None else {"epochs": epochs}))
     say(f"[2/3] nct-md cvs (held out: {', '.join(HELD_OUT)})")
-    cvs = extract_cvs(model, held, out_dir / "cvs.csv", n_cvs=N_CVS, overwrite=True,
-                      progress=verbose)
+    cvs, _ = extract_cvs(model, held, out_dir / "cvs.csv", n_cvs=N_CVS, overwrite=True,
+                         progress=verbose)
     say(f"wrote {N_CVS} CVs to {', '.join(map(str, cvs))}")
     say("[3/3] nct-md report")
     report = write_report(model, held, out_dir / "report", lag_ps=LAG_PS, overwrite=True,

@@ -166,17 +166,21 @@ def train_files(paths: Sequence[PathLike], out: PathLike, top: PathLike | None =
 
 
 def _print_summary(model: NCTModel, out: Path) -> None:
-    """Validation NLL of each seed (with restarts), the objective, slowest frequencies, the fit."""
+    """Each restart's validation scores and objective, the objective kept, slowest frequencies."""
     training = model.info.training
-    restarts = training.restarts
-    if len(restarts.seeds) > 1:
-        for seed, nll in zip(restarts.seeds, restarts.validation_nll, strict=True):
-            print(f"seed {seed}: validation NLL {nll:.3f} nats/frame")
-    kinetic = training.kinetic
-    print("objective: likelihood only" if kinetic is None else
-          f"objective: likelihood + {kinetic.weight:g} x VAMP-2 of the {kinetic.n_slow} slowest "
-          f"latent coordinates at lag {kinetic.lag_frames} frames (validation VAMP-2 "
-          f"{kinetic.validation_vamp2:.3f})")
+    restarts, kinetic = training.restarts, training.kinetic
+    if restarts is not None and len(restarts.seeds) > 1:
+        weights = restarts.kinetic_weights or [None] * len(restarts.seeds)
+        slow = restarts.validation_vamp2_discrete or [None] * len(restarts.seeds)
+        for seed, nll, weight, score in zip(restarts.seeds, restarts.validation_nll, weights,
+                                            slow, strict=True):
+            print(f"seed {seed}: validation NLL {nll:.3f} nats/frame" +
+                  ("" if weight is None else ", likelihood only" if weight == 0 else
+                   f", kinetic objective (weight {weight:g})") +
+                  ("" if score is None else f", discretised VAMP-2 of CV1-2 {score:.3f}"))
+    print("kept: " + ("the likelihood fit" if kinetic is None or kinetic.weight == 0 else
+                      f"the fit with the kinetic objective (weight {kinetic.weight:g}, lag "
+                      f"{kinetic.lag_frames} frames)") + f", seed {training.seed}")
     print("slowest frequencies (1/ps): " + ", ".join(f"{x:.3g}" for x in model.frequencies[:6]))
     print(f"validation NLL {training.validation_nll:.3f} nats/frame "
           f"(best epoch {training.best_epoch}); wrote {out}")
