@@ -17,8 +17,8 @@ Positions-only sets are written without velocities to a temporary folder first, 
 draws Maxwell-Boltzmann momenta exactly as for a user's positions-only files.
 
 Run ``python -m bench.bench_slow_cvs DATA [--sets ...] [--seeds 0 1 2] [--methods nct tica
-deep_tica vampnet]``; one JSON line per (set, method, seed) is appended to ``--out`` (default
-``bench/slow_cvs_results.jsonl``) as it finishes.
+deep_tica vampnet] [--nct kinetic_weight=1 restarts=1]``; one JSON line per (set, method, seed)
+is appended to ``--out`` (default ``bench/slow_cvs_results.jsonl``) as it finishes.
 """
 
 from __future__ import annotations
@@ -123,19 +123,23 @@ def aligned_positions(train: list[Path], trajs: list[md.Trajectory]) -> list[np.
 
 
 def run_set(name: str, train: list[Path], test: list[Path], seed: int, methods: list[str],
-            models: Path) -> list[dict]:
-    """Score each of ``methods`` with seed ``seed``; NCT trains with the library defaults and
-    is saved to ``models`` (the other methods need no model)."""
+            models: Path, nct_settings: dict | None = None) -> list[dict]:
+    """Score each of ``methods`` with seed ``seed``; NCT trains with the library defaults (or
+    ``nct_settings`` instead, then named ``nct[key=value,...]``) and is saved to ``models``
+    (the other methods need no model)."""
     fit_t, held_t = [md.load(f) for f in train], [md.load(f) for f in test]
     lag = int(round(LAG_PS / float(fit_t[0].timestep)))
     fit_q, held_q = aligned_positions(train, fit_t), aligned_positions(train, held_t)
     rows = []
     for method in methods:
-        row = {"set": name, "method": method, "seed": seed}
+        label = method if method != "nct" or not nct_settings else "nct[" + ",".join(
+            f"{k}={v}" for k, v in nct_settings.items()) + "]"
+        row = {"set": name, "method": label, "seed": seed}
         started = time.perf_counter()
         if method == "nct":
-            model = train_files(train, models / f"{name}-{seed}.pt", seed=seed, verbose=False,
-                                overwrite=True, temperature=TEMPERATURE)
+            model = train_files(train, models / f"{name}-{label}-{seed}.pt", seed=seed,
+                                verbose=False, overwrite=True, temperature=TEMPERATURE,
+                                **(nct_settings or {}))
             row["train_s"] = round(time.perf_counter() - started, 1)
             fit_x, held_x = ([model.transform(t, N_CVS) for t in trajs]
                              for trajs in (fit_t, held_t))
@@ -171,8 +175,12 @@ def main() -> None:
                         default=Path(__file__).with_name("slow_cvs_results.jsonl"))
     parser.add_argument("--models", type=Path, help="keep the NCT models here (default: a "
                         "temporary folder)")
+    parser.add_argument("--nct", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="NCT settings instead of the defaults, e.g. kinetic_weight=1 "
+                             "restarts=1 (rows named nct[...])")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    nct_settings = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.nct)}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, cwd=Path(__file__).parent).stdout.strip()
     with tempfile.TemporaryDirectory() as scratch:
@@ -180,7 +188,7 @@ def main() -> None:
             train, test = set_files(name, args.data, args.shipped, Path(scratch))
             for seed in args.seeds:
                 for row in run_set(name, train, test, seed, args.methods,
-                                   args.models or Path(scratch)):
+                                   args.models or Path(scratch), nct_settings):
                     row["commit"] = commit
                     print(json.dumps(row), flush=True)
                     with open(args.out, "a") as handle:
