@@ -214,7 +214,7 @@ class NCT:
             return [path]
         return [path.with_suffix(f".seed{seed}{path.suffix}") for seed in self.seeds]
 
-    def settings(self, seed: int, weight: float | None) -> dict:
+    def settings(self, seed: int, weight: float) -> dict:
         """Every setting that changes the run of ``seed`` with kinetic weight ``weight`` (the
         checkpoint's settings record)."""
         return {**{k: v for k, v in self.architecture.items() if k not in ("kind", "linear")},
@@ -311,7 +311,7 @@ class NCT:
         return self
 
     def _fit_seed(self, data: PhaseSpaceData, validation: PhaseSpaceData | None, seed: int,
-                  weight: float | None, checkpoint: Path | None, fingerprint: dict
+                  weight: float, checkpoint: Path | None, fingerprint: dict
                   ) -> tuple[NCTModel, list[dict[str, float]]]:
         """One fit with ``seed`` and kinetic weight ``weight`` (:func:`restart_weights`); the
         model and its per-step history. Likelihood-only restarts of the default (automatic)
@@ -353,11 +353,9 @@ class NCT:
                                 "give positive weights to frames throughout the data")
         steps_per_epoch = max(1, len(train) // self.batch_size)
         state = {"epoch": -1, "order": None, "p": data.p[train].to(**to)}
-        kinetic = kinetic_pairs(data, train, val, None if self.kinetic_weight is None else weight,
-                                self.lag_ps, separate_validation=validation is not None,
-                                world=world)
-        if kinetic is not None and weight is not None:
-            kinetic = kinetic._replace(weight=weight)
+        kinetic = kinetic_pairs(data, train, val, weight, self.lag_ps,
+                                required=self.kinetic_weight is not None,
+                                separate_validation=validation is not None, world=world)
         q_all = None if kinetic is None else data.q.to(**to)  # lagged pairs index all frames
 
         def loss(step: int):
@@ -391,8 +389,8 @@ class NCT:
             return (None if kinetic is None else
                     float(self._pair_vamp2(model, q_all, kinetic.val_first, kinetic.val_second)))
 
-        def evaluate() -> float:
-            return validation_nll() - (0.0 if kinetic is None else
+        def evaluate() -> float:  # the likelihood restarts' VAMP-2 is scored once, at the end
+            return validation_nll() - (0.0 if kinetic is None or kinetic.weight == 0 else
                                        kinetic.weight * validation_vamp2())
 
         def recenter_each_epoch(step: int) -> None:
@@ -417,7 +415,8 @@ class NCT:
             n_train_frames=int(len(train)), n_validation_frames=int(len(val_q)),
             epochs_run=int(math.ceil(trainer.step / steps_per_epoch)),
             best_epoch=int(best["step"] // steps_per_epoch),
-            validation_nll=float(best["value"]) if vamp is None else validation_nll(),
+            validation_nll=(float(best["value"]) if kinetic is None or kinetic.weight == 0
+                            else validation_nll()),  # the best value holds -W * VAMP-2 then
             seed=seed,
             epoch_losses=_epoch_means(history, "global_loss"),
             processes=world, objective=self.objective,

@@ -115,7 +115,7 @@ def test_cli_trains_with_the_kinetic_objective_and_the_model_keeps_its_record(
 
 
 def test_restarts_alternate_and_the_kept_fit_is_among_the_slowest():
-    assert restart_weights(None, 3) == [0.0, None, 0.0]
+    assert restart_weights(None, 3) == [0.0, KINETIC_WEIGHT, 0.0]
     assert restart_weights(5.0, 2) == [5.0, 5.0]
 
     def record(weight: float, vamp: float, discrete: float) -> KineticInfo:

@@ -82,17 +82,18 @@ class KineticPairs(NamedTuple):
 
 
 def kinetic_pairs(data: PhaseSpaceData, train: np.ndarray, val: np.ndarray | None,
-                  weight: float | None, lag_ps: float, separate_validation: bool = False,
+                  weight: float, lag_ps: float, required: bool, separate_validation: bool = False,
                   world: int = 1) -> KineticPairs | None:
-    """The kinetic objective for frames ``train`` / ``val`` of ``data``; None when unused.
+    """The kinetic objective of weight ``weight`` for frames ``train`` / ``val`` of ``data``.
 
-    ``weight`` 0: unused; a number: used, and data that do not allow it (no frame times, mixed
+    ``required`` (an explicit weight): data that do not allow it (no frame times, mixed
     spacings, trajectories shorter than the lag, per-frame weights of biased sampling, a
-    ``separate_validation`` set, ``world > 1`` training processes) are refused; None:
-    :data:`~nct_md.defaults.KINETIC_WEIGHT` where the data allow it, unused otherwise (with a
-    warning that says why).
+    ``separate_validation`` set, ``world > 1`` training processes) are refused, and weight 0
+    needs no pairs (None). Not ``required`` (the default, :func:`restart_weights`): such data
+    give None with a warning that says why, and weight 0 still gets pairs, so the likelihood
+    fit is scored like the kinetic one.
     """
-    if weight == 0:
+    if weight == 0 and required:
         return None
     try:
         if data.weights is not None:
@@ -108,24 +109,24 @@ def kinetic_pairs(data: PhaseSpaceData, train: np.ndarray, val: np.ndarray | Non
         pairs = [torch.as_tensor(a) for frames in (train, val)
                  for a in lagged_pairs_within(data, lag, frames)]
     except NCTInputError as exc:
-        if weight is not None:
+        if required:
             raise
         warnings.warn(f"training on the likelihood alone (no kinetic objective): {exc}",
                       stacklevel=4)
         return None
-    return KineticPairs(KINETIC_WEIGHT if weight is None else weight, lag, *pairs)
+    return KineticPairs(weight, lag, *pairs)
 
 
-def restart_weights(weight: float | None, restarts: int) -> list[float | None]:
+def restart_weights(weight: float | None, restarts: int) -> list[float]:
     """The kinetic weight of each restart.
 
     A number: that weight for every restart. None (the default): the likelihood alone (0) for
-    the first restart and every other one after it, the default kinetic objective (None, where
-    the data allow it) for the others, so :func:`choose_restart` can compare the two.
+    the first restart and every other one after it, :data:`~nct_md.defaults.KINETIC_WEIGHT`
+    for the others (where the data allow it), so :func:`choose_restart` can compare the two.
     """
     if weight is not None:
         return [weight] * restarts
-    return [0.0 if k % 2 == 0 else None for k in range(restarts)]
+    return [0.0 if k % 2 == 0 else KINETIC_WEIGHT for k in range(restarts)]
 
 
 def choose_restart(nll: list[float], kinetic: list[KineticInfo | None],
