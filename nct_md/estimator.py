@@ -34,6 +34,7 @@ from nct_md.model import ModelInfo, NCTModel, Preprocessing, build_flow, topolog
 from nct_md.model_info import Hyperparameters, KineticInfo, Restarts, TrainingInfo, WeightsInfo
 from nct_md.train import Trainer
 from nct_md.train.checkpoint import content_hash, data_fingerprint
+from nct_md.train.cv_axes import fit_cv_axes
 from nct_md.train.gaussian_start import (
     SHRINK_BELOW_FRAMES_PER_DOF,
     gaussian_start,
@@ -137,6 +138,10 @@ class NCT:
         its slowest CVs are measurably slower on the validation frames; data that do not allow
         the kinetic objective (no frame times, weights, a separate validation set, several
         processes) train on the likelihood alone. ``info.training`` records what was used.
+        Where the kept fit was scored on time-lagged pairs (a kinetic weight other than 0, or
+        None with time-ordered data), CV1 and CV2 are then set along the kinetic axes of the
+        slow latent plane (``info.cv_axes``, :mod:`nct_md.train.cv_axes`); with weight 0 the
+        CVs are the slowest latent positions, as in the paper.
     lag_ps : float
         Lag time of the kinetic objective, ps (a multiple of the frame spacing).
     n_slow : int
@@ -275,7 +280,9 @@ class NCT:
         :attr:`~nct_md.md.data.PhaseSpaceData.weights` (biased sampling) are drawn into the
         training batches with probability proportional to their weight, and the validation NLL
         is the weighted mean; the kinetic objective is then off (refused if asked for). The
-        kept model records its out-of-distribution threshold (:mod:`nct_md.cv.ood`).
+        kept model records its out-of-distribution threshold (:mod:`nct_md.cv.ood`) and, where
+        the kept fit was scored on time-lagged pairs and ``n_slow`` is 2, the kinetic axes of
+        its CV1 and CV2 in the slow latent plane (:mod:`nct_md.train.cv_axes`).
         """
         if data.info.n_constrained_in_selection:
             raise NCTInputError(
@@ -308,6 +315,8 @@ class NCT:
             if all(kinetic) else None)
         self._model.info.ood = fit_threshold(self._model, data, validation,
                                              self.validation_fraction)
+        if kinetic[best] is not None and self.n_slow == 2:
+            self._model.info.cv_axes = fit_cv_axes(self._model, data, kinetic[best].lag_frames)
         return self
 
     def _fit_seed(self, data: PhaseSpaceData, validation: PhaseSpaceData | None, seed: int,

@@ -229,12 +229,32 @@ class NCTModel(nn.Module):
         Q = flow_positions(self.preprocessing.to_model(q))
         return Q[:, self.latent.slow_order()]
 
+    def cv_matrix(self, n_cvs: int = 2) -> Tensor:
+        """``(d, n_cvs)`` float64 map from the latent positions (slowest first) to the CVs.
+
+        The identity's first ``n_cvs`` columns, with CV1 and CV2 along ``info.cv_axes`` when
+        the model has them (:mod:`nct_md.train.cv_axes`).
+        """
+        d = self.preprocessing.n_dof
+        if not 1 <= n_cvs <= d:
+            raise NCTInputError(f"n_cvs must be between 1 and {d}, got {n_cvs}")
+        matrix = torch.eye(d, dtype=torch.float64)
+        if self.info.cv_axes is not None:
+            matrix[:2, :2] = torch.tensor(self.info.cv_axes.matrix, dtype=torch.float64)
+        return matrix[:, :n_cvs]
+
+    def cv_frequencies(self, n_cvs: int = 2) -> np.ndarray:
+        """``(n_cvs,)`` angular frequencies of the CVs, 1/ps: one over each CV's standard
+        deviation under the latent density (kT = 1), ``w_k`` for a CV along latent axis ``k``."""
+        spread = (self.cv_matrix(n_cvs).numpy() / self.frequencies[:, None]) ** 2
+        return 1.0 / np.sqrt(spread.sum(0))
+
     def cvs(self, q: Tensor, n_cvs: int = 2) -> Tensor:
-        """The ``n_cvs`` slowest latent positions ``(B, n_cvs)`` in ps (model units)."""
-        if not 1 <= n_cvs <= self.preprocessing.n_dof:
-            raise NCTInputError(f"n_cvs must be between 1 and {self.preprocessing.n_dof}, "
-                                f"got {n_cvs}")
-        return self.latent_positions(q)[:, :n_cvs]
+        """The CVs ``(B, n_cvs)`` in ps (model units): the slowest latent positions, CV1 and CV2
+        along ``info.cv_axes`` when the model has them (:meth:`cv_matrix`)."""
+        matrix = self.cv_matrix(n_cvs)
+        Q = self.latent_positions(q)
+        return Q @ matrix.to(Q)
 
     # -- trajectories ------------------------------------------------------------------------
     @property

@@ -312,6 +312,27 @@ class OODInfo(_Record):
 
 
 @dataclass
+class CVAxes(_Record):
+    """The axes of the CVs in the plane of the two slowest latent positions
+    (:mod:`nct_md.train.cv_axes`).
+
+    ``matrix`` (2 x 2; column ``j`` holds CV ``j + 1``'s coefficients on the slowest and the
+    second slowest latent position, a unit vector), ``lag_frames`` (lag of the scores),
+    ``angle_deg`` (CV1's direction in the plane standardised by the frames' spread, degrees
+    from the slowest latent axis), ``score`` (its 1-D binned VAMP-2, in [1, 2]),
+    ``best_score`` (the best direction's), ``latent_axis_scores`` (the two latent axes').
+    """
+
+    matrix: list[list[float]]
+    lag_frames: int
+    angle_deg: float
+    score: float
+    best_score: float
+    latent_axis_scores: list[float]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class ModelInfo(_Record):
     """Everything a model file records besides its tensors and flow recipe.
 
@@ -341,13 +362,16 @@ class ModelInfo(_Record):
         The energy a generator was trained against; None for models fitted to data only.
     ood : OODInfo, optional
         The out-of-distribution threshold; None for model files written before it existed.
+    cv_axes : CVAxes, optional
+        Axes of CV1 and CV2 in the slow latent plane; None: the CVs are the latent positions,
+        slowest first (pure likelihood, data without times, and older model files).
     extra : dict
         Keys this version does not know, kept as read.
     """
 
     _nested: ClassVar[dict[str, type[_Record]]] = {"data": DataInfo, "training": TrainingInfo,
                                                    "hamiltonian": HamiltonianInfo,
-                                                   "ood": OODInfo}
+                                                   "ood": OODInfo, "cv_axes": CVAxes}
 
     atom_indices: list[int]
     atom_names: list[str]
@@ -361,6 +385,7 @@ class ModelInfo(_Record):
     training: TrainingInfo | None = None
     hamiltonian: HamiltonianInfo | None = None
     ood: OODInfo | None = None
+    cv_axes: CVAxes | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -51,12 +51,13 @@ GRID_HALF_RANGE = 6.0
 
 def default_bias(model: NCTModel, n_biased: int
                  ) -> tuple[list[float], list[float], list[float]]:
-    """Grid ``(min_values, max_values, widths)`` in ps for the ``n_biased`` slowest CVs.
+    """Grid ``(min_values, max_values, widths)`` in ps for the model's first ``n_biased`` CVs.
 
-    The latent coordinate ``Q_k`` has standard deviation ``1 / w_k`` (model units, kT = 1);
-    the grid spans ``+-6 / w_k`` and the Gaussians are :func:`default_widths` wide.
+    CV ``k`` has standard deviation ``1 / w_k`` under the latent density (model units, kT = 1;
+    :meth:`~nct_md.model.NCTModel.cv_frequencies`); the grid spans ``+-6 / w_k`` and the
+    Gaussians are :func:`default_widths` wide.
     """
-    w = model.frequencies[:n_biased]
+    w = model.cv_frequencies(n_biased)
     half = [GRID_HALF_RANGE / float(x) for x in w]
     return [-h for h in half], half, default_widths(w)
 

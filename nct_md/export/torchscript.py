@@ -87,15 +87,15 @@ def _coupling(layer: AffineCoupling, dtype: torch.dtype) -> tuple[ScriptedCoupli
 
 
 def _stages(model: NCTModel, n_cvs: int, dtype: torch.dtype) -> tuple[list[nn.Module], Affine]:
-    """Affine and coupling stages, and the final affine head to the ``n_cvs`` slowest CVs.
+    """Affine and coupling stages, and the final affine head to the ``n_cvs`` CVs.
 
     A running ``(W, b)`` maps the last emitted stage's output to the flow's coordinates in
     their own order; linear layers and permutations are multiplied into it in float64 and it is
     emitted (as one :class:`Affine`) only before a coupling and at the end.
     """
     n = model.preprocessing.n_dof
-    select = torch.zeros(n, n_cvs, dtype=torch.float64)
-    select[model.latent.slow_order()[:n_cvs].cpu(), torch.arange(n_cvs)] = 1.0
+    select = torch.eye(n, dtype=torch.float64)[:, model.latent.slow_order().cpu()] \
+        @ model.cv_matrix(n_cvs)
     weight, bias, _, _ = model.preprocessing.affine()  # superposed frames -> model units
     stages: list[nn.Module] = []
     for layer in model.flow.layers:
@@ -120,7 +120,7 @@ def cv_module(model: NCTModel, n_cvs: int = 2, dtype: torch.dtype = torch.float3
     model : NCTModel
         Fitted model; its flow must be configuration-separable.
     n_cvs : int
-        Number of slowest latent positions returned (1 <= n_cvs <= 3N - 6).
+        Number of CVs returned (:meth:`~nct_md.model.NCTModel.cvs`; 1 <= n_cvs <= 3N - 6).
     dtype : torch.float32 or torch.float64
         Precision of the network (the superposition always runs in float64); outputs come
         back in the input's dtype.
@@ -156,11 +156,12 @@ def metadata(model: NCTModel, n_cvs: int, dtype: torch.dtype) -> dict:
         "atom_indices": list(model.info.atom_indices),
         "atom_names": model.atom_names,
         "masses": model.preprocessing.masses.cpu().tolist(),
-        "frequencies_per_ps": [float(w) for w in model.frequencies[:n_cvs]],
+        "frequencies_per_ps": [float(w) for w in model.cv_frequencies(n_cvs)],
         "temperature": model.info.temperature,
         "dtype": str(dtype).removeprefix("torch."),
         "input": "positions of atom_indices in nm, shape (batch, 3 n_atoms), x1,y1,z1,x2,...",
-        "output": "n_cvs slowest latent positions Q, shape (batch, n_cvs), ps (model units)",
+        "output": "n_cvs CVs (slowest latent positions Q, CV1 and CV2 along the model's kinetic "
+                  "axes when it has them), shape (batch, n_cvs), ps (model units)",
     }
 
 

@@ -218,6 +218,7 @@ def fine_tune_model(model: NCTModel, energy: OpenMMEnergy, steps: int,
     result = train_generator(model, hamiltonian, steps, data=pairs, **kwargs)
     model.info.constraints_handling = CONSTRAINTS_HANDLING
     model.info.ood = None  # the density changed: the training data's OOD threshold no longer holds
+    model.info.cv_axes = None  # and the kinetic CV axes were fitted to the old flow
     model.info.hamiltonian = HamiltonianInfo(
         form="sum p^2/2m + U(q), U from OpenMM", platform=energy.platform,
         temperature=energy.temperature, n_constraints=energy.n_constraints,

@@ -166,7 +166,8 @@ def train_files(paths: Sequence[PathLike], out: PathLike, top: PathLike | None =
 
 
 def _print_summary(model: NCTModel, out: Path) -> None:
-    """Each restart's validation scores and objective, the objective kept, slowest frequencies."""
+    """Each restart's validation scores and objective, the objective kept, slowest frequencies,
+    the CV axes."""
     training = model.info.training
     restarts, kinetic = training.restarts, training.kinetic
     if restarts is not None and len(restarts.seeds) > 1:
@@ -182,5 +183,11 @@ def _print_summary(model: NCTModel, out: Path) -> None:
                       f"the fit with the kinetic objective (weight {kinetic.weight:g}, lag "
                       f"{kinetic.lag_frames} frames)") + f", seed {training.seed}")
     print("slowest frequencies (1/ps): " + ", ".join(f"{x:.3g}" for x in model.frequencies[:6]))
+    axes = model.info.cv_axes
+    if axes is not None:
+        print(f"CV1: the slow latent plane's kinetic axis, {axes.angle_deg:.0f} deg from the "
+              f"slowest latent position (1-D binned VAMP-2 {axes.score:.3f}; the latent axes "
+              f"{axes.latent_axis_scores[0]:.3f}, {axes.latent_axis_scores[1]:.3f}); "
+              f"CV2: the latent position farther from it")
     print(f"validation NLL {training.validation_nll:.3f} nats/frame "
           f"(best epoch {training.best_epoch}); wrote {out}")

@@ -1,0 +1,94 @@
+"""Kinetic CV axes: the slowest direction of the slow latent plane, found and used everywhere."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from nct_md.defaults import KINETIC_MARGIN
+from nct_md.estimator import NCT
+from nct_md.export import cv_module
+from nct_md.md.phase import load_phase_space
+from nct_md.model import NCTModel
+from nct_md.train.cv_axes import kinetic_axes
+
+
+def _two_state_plane(direction_deg: float, n: int = 40_000, lag: int = 5, seed: int = 0):
+    """Pairs ``(n - lag, 2)`` of a plane holding a rare two-state jump along ``direction_deg``
+    and fast noise of the same size across it; the columns scaled by 3 and 0.5 (latent
+    coordinates are not standardised). Returns ``first, second, state``."""
+    rng = np.random.default_rng(seed)
+    state = np.where(np.cumsum(rng.random(n) < 2e-3) % 2 == 0, -1.0, 1.0)
+    noise = np.zeros(n)
+    for t in range(1, n):
+        noise[t] = 0.3 * noise[t - 1] + rng.normal()
+    noise /= noise.std()
+    a = np.radians(direction_deg)
+    plane = (np.outer(state, [np.cos(a), np.sin(a)]) + np.outer(noise, [-np.sin(a), np.cos(a)])
+             ) * [3.0, 0.5]
+    return plane[:-lag], plane[lag:], state[:-lag]
+
+
+@pytest.mark.parametrize("direction", [35.0, 120.0])
+def test_cv1_follows_the_slow_process_and_cv2_is_the_farther_latent_axis(direction):
+    first, second, state = _two_state_plane(direction)
+    axes = kinetic_axes(first, second, lag_frames=5)
+    matrix = np.asarray(axes.matrix)
+    assert np.allclose(np.linalg.norm(matrix, axis=0), 1.0)
+    corr = [abs(np.corrcoef(x, state)[0, 1]) for x in (first @ matrix[:, 0], *first.T)]
+    # CV1 reads the slow state better than either latent axis (the noise across it is as large
+    # as the jump), and scores within the margin of the slowest direction, well above the axes
+    assert corr[0] > max(corr[1:]) + 0.03, corr
+    assert axes.best_score - KINETIC_MARGIN <= axes.score <= axes.best_score
+    assert axes.score > max(axes.latent_axis_scores) + 0.1
+    farther = 1 if abs(np.cos(np.radians(axes.angle_deg))) > 0.5 else 0
+    assert matrix[:, 1].tolist() == [float(farther == 0), float(farther == 1)]
+
+
+def test_the_latent_axes_stay_when_no_direction_is_clearly_slower():
+    first, second, _ = _two_state_plane(0.0)
+    axes = kinetic_axes(first, second, lag_frames=5)
+    assert axes.angle_deg == 0.0
+    assert np.asarray(axes.matrix).tolist() == [[1.0, 0.0], [0.0, 1.0]]
+
+
+@pytest.fixture(scope="module")
+def fitted(ala_data_files):
+    """A default fit (time-ordered data: kinetic axes), a pure-likelihood one, their data."""
+    data = load_phase_space([ala_data_files[1], ala_data_files[4]], select="heavy", stride=2)
+    settings = dict(n_couplings=1, hidden=16, epochs=1, restarts=1, progress=False)
+    return (NCT(**settings).fit(data).fetch_model(),
+            NCT(**settings, kinetic_weight=0.0).fit(data).fetch_model(), data)
+
+
+def test_a_default_fit_sets_the_axes_and_every_cv_path_uses_them(fitted, tmp_path):
+    model, plain, data = fitted
+    assert plain.info.cv_axes is None  # the paper's CVs: the slowest latent positions
+    assert torch.equal(plain.cv_matrix(3), torch.eye(plain.preprocessing.n_dof,
+                                                     dtype=torch.float64)[:, :3])
+    axes = model.info.cv_axes
+    assert axes is not None and axes.lag_frames == 5
+    q = data.q[::50].double()
+    model64 = copy.deepcopy(model).double()
+    with torch.no_grad():
+        latent = model64.latent_positions(q).numpy()
+        cvs = model64.cvs(q, 3).numpy()
+    expected = latent[:, :3].copy()
+    expected[:, :2] = latent[:, :2] @ np.asarray(axes.matrix)
+    assert np.abs(cvs - expected).max() < 1e-12
+    exported = cv_module(model64, n_cvs=3, dtype=torch.float64)(q).detach().numpy()
+    assert np.abs(exported - cvs).max() < 1e-6  # the export superposes the frames again
+    model.save(tmp_path / "m.pt")
+    assert NCTModel.load(tmp_path / "m.pt").info.cv_axes == axes
+
+
+def test_cv_frequencies_are_one_over_the_cvs_latent_spread(fitted):
+    model, plain, _ = fitted
+    assert np.allclose(plain.cv_frequencies(3), plain.frequencies[:3])
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        Q = model.latent.sample_positions(200_000, generator=generator).double()
+    Q = Q[:, model.latent.slow_order()]
+    spread = (Q @ model.cv_matrix(2)).std(0).numpy()
+    assert np.allclose(1.0 / spread, model.cv_frequencies(2), rtol=0.01)
