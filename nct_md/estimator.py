@@ -138,10 +138,7 @@ class NCT:
         its slowest CVs are measurably slower on the validation frames; data that do not allow
         the kinetic objective (no frame times, weights, a separate validation set, several
         processes) train on the likelihood alone. ``info.training`` records what was used.
-        Where the kept fit was scored on time-lagged pairs (a kinetic weight other than 0, or
-        None with time-ordered data), CV1 and CV2 are then set along the kinetic axes of the
-        slow latent plane (``info.cv_axes``, :mod:`nct_md.train.cv_axes`); with weight 0 the
-        CVs are the slowest latent positions, as in the paper.
+        CV axes: see :meth:`fit` (with weight 0, the CVs are the paper's latent positions).
     lag_ps : float
         Lag time of the kinetic objective, ps (a multiple of the frame spacing).
     n_slow : int
@@ -296,14 +293,12 @@ class NCT:
         if record and frame_weights:
             record["weights hash"] = content_hash(*map(torch.from_numpy, frame_weights))
         kinetic_weights = restart_weights(self.kinetic_weight, self.restarts)
-        models, histories = [], []
-        for seed, weight, checkpoint in zip(self.seeds, kinetic_weights, self.checkpoint_paths()
-                                            or [None] * self.restarts, strict=True):
-            fingerprint = {"data": record, "settings": self.settings(seed, weight)}
-            model, history = self._fit_seed(data, validation, seed, weight, checkpoint,
-                                            fingerprint)
-            models.append(model)
-            histories.append(history)
+        fits = [self._fit_seed(data, validation, seed, weight, checkpoint,
+                               {"data": record, "settings": self.settings(seed, weight)})
+                for seed, weight, checkpoint in zip(
+                    self.seeds, kinetic_weights,
+                    self.checkpoint_paths() or [None] * self.restarts, strict=True)]
+        models, histories = [f[0] for f in fits], [f[1] for f in fits]
         infos = [m.info.training for m in models]
         kinetic = [t.kinetic for t in infos]
         best = choose_restart([t.validation_nll for t in infos], kinetic)

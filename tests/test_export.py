@@ -159,6 +159,18 @@ def test_plumed_call_values_and_derivatives(exported, model64, xyz):
         assert relative_errors(derivatives, grad).max() < 1e-4
 
 
+def test_derivatives_survive_plumeds_frozen_load(exported_file, exported, xyz):
+    """PLUMED (LibTorch 2) loads with eval, freeze and optimize_for_inference; the frozen
+    module's values and derivatives are the plain module's."""
+    frozen = torch.jit.optimize_for_inference(torch.jit.freeze(
+        torch.jit.load(str(exported_file)).eval()))
+    for row in xyz[::100].reshape(10, -1):
+        values, derivatives = plumed_call(frozen, row)
+        plain_values, plain_derivatives = plumed_call(exported, row)
+        assert np.abs(values - plain_values).max() < 1e-6
+        assert np.abs(derivatives - plain_derivatives).max() < 1e-5
+
+
 @pytest.mark.slow  # compiles a C++ harness against LibTorch (~25 s)
 def test_libtorch_call_values_and_derivatives(exported_file, model64, xyz, tmp_path_factory):
     """The file called from C++ (LibTorch) with PLUMED's exact sequence (bench/plumed_call.cpp)."""

@@ -27,10 +27,12 @@ backward pass through the whole pipeline costs about twice the forward pass, onc
 PLUMED asks for them. So every stage has a hand-written reverse-mode ``pullback`` that carries
 all k CVs' cotangents at once, and ``jacobian`` returns values and the full Jacobian from one
 forward and one such reverse sweep. When its input requires grad (PLUMED's call), ``forward``
-returns ``values + J (x - x.detach())``: numerically the values, and to autograd a single
+returns ``values + J (x - x.data)``: numerically the values, and to autograd a single
 linear node whose backward is ``J`` itself, so each of PLUMED's k backward calls costs a few
-microseconds. Its first derivatives are exact; it has no second derivatives (do not
-differentiate the gradients of this module).
+microseconds. (``x.data`` and not ``x.detach()``: PLUMED loads the file with
+``torch.jit.freeze``, whose graph optimisation removes ``detach`` as a no-op; autograd would
+then differentiate the hand-written sweep, which has no derivatives.) Its first derivatives are
+exact; it has no second derivatives (do not differentiate the gradients of this module).
 """
 
 import torch
@@ -361,7 +363,7 @@ class CVModule(nn.Module):
         The atoms' 0-based indices in the full topology the model was trained on (metadata).
 
     ``forward`` maps ``(B, 3N)`` positions (nm) to ``(B, n_cvs)`` CVs (ps). When its input
-    requires grad it returns ``values + J (x - x.detach())`` (see the module docstring). The
+    requires grad it returns ``values + J (x - x.data)`` (see the module docstring). The
     Jacobian is reached through a TorchScript interface, which the graph executor does not
     inline: inlined, the network would be recompiled for gradients (its inputs include one
     that requires grad) and run several times slower, although nothing in it needs autograd.
@@ -387,11 +389,11 @@ class CVModule(nn.Module):
         self._check(x)
         if not x.requires_grad:
             return self.network(x)
-        detached = x.detach()
-        values, jacobian = self.linearization.forward(detached)
+        constant = x.data  # survives torch.jit.freeze, unlike detach() (module docstring)
+        values, jacobian = self.linearization.forward(constant)
         if x.shape[0] == 1:  # one frame (PLUMED, MD): the autograd graph is one addmm
-            return torch.addmm(values, x - detached, jacobian.select(0, 0).t())
-        return values + (jacobian * (x - detached).unsqueeze(1)).sum(2)
+            return torch.addmm(values, x - constant, jacobian.select(0, 0).t())
+        return values + (jacobian * (x - constant).unsqueeze(1)).sum(2)
 
     @torch.jit.export
     def jacobian(self, x: Tensor) -> tuple[Tensor, Tensor]:
