@@ -24,8 +24,8 @@ from nct_md.cli.plumbing import flag_named, one_line, sigterm_as_interrupt
 from nct_md.errors import NCTInputError, NCTInterrupted
 
 #: Sub-command modules, in the order ``nct-md --help`` lists them.
-COMMANDS = ("simulate", "train", "cvs", "report", "interpolate", "export", "metad", "sample",
-            "harmonic_chain", "demo")
+COMMANDS = ("simulate", "train", "cvs", "report", "interpolate", "export", "metad", "explore",
+            "sample", "harmonic_chain", "demo")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,116 @@
+"""New states found by an exploration: a generic detector, and backbone basins for peptides.
+
+Generic (no Phi/Psi needed)
+---------------------------
+A frame is *new* when the model trained in this iteration, on all data gathered before the
+iteration's biased run, flags it out of distribution (:mod:`nct_md.cv.ood`: its ``-ln p(q)``,
+the latent configurational energy plus the flow's volume term, above the 99.9th percentile of
+the training frames'). States are counted by k-means (k-means++ start, ``scipy.cluster.vq.
+kmeans2``, fixed seed) on the model's biased CVs of all frames so far, each CV scaled to unit
+standard deviation; a state is *new* in this iteration when none of its frames was sampled
+before the iteration's run and at least one of them is flagged new. The clustering is redone
+each iteration, in that iteration's CVs, so state numbers of different iterations differ.
+
+Peptides
+--------
+For each residue with both backbone torsions: the time of first visit of each Ramachandran
+basin (:func:`nct_md.cv.reference.ramachandran_basin`) and of Phi > 0, and the reweighted
+free-energy difference ``dF = -ln(W(Phi > 0) / W(Phi < 0))`` in kT (``W``: the summed weights
+of the frames so far), None while no frame has Phi > 0. Times are cumulative biased
+simulation times in ps (0: already in the plain MD).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import mdtraj as md
+import numpy as np
+from scipy.cluster.vq import kmeans2
+
+from nct_md.cv.reference import BASINS, ramachandran_basin, torsion_atoms
+
+#: How :func:`count_states` defines states and new states, as recorded in explore.json.
+STATE_METHOD = ("k-means (k-means++, scipy kmeans2) on the biased CVs of all frames so far, "
+                "each CV scaled to unit standard deviation; a state is new when none of its "
+                "frames predates this iteration's run and at least one is out of distribution "
+                "(-ln p(q) above the model's 99.9th-percentile threshold)")
+
+
+def cluster(cvs: np.ndarray, n_states: int, seed: int) -> np.ndarray:
+    """k-means labels ``(n,)`` of CVs ``(n, k)``, each column scaled to unit standard deviation;
+    at most ``n_states`` clusters (fewer when there are fewer distinct frames)."""
+    scale = cvs.std(axis=0)
+    scaled = cvs / np.where(scale > 0, scale, 1.0)
+    k = min(n_states, len(np.unique(scaled, axis=0)))
+    if k < 2:
+        return np.zeros(len(cvs), dtype=int)
+    with warnings.catch_warnings():  # an empty cluster is harmless here: it is not counted
+        warnings.simplefilter("ignore")
+        _, labels = kmeans2(scaled, k, minit="++", rng=seed)
+    return labels
+
+
+def count_states(labels: np.ndarray, iteration: np.ndarray, biased_ps: np.ndarray,
+                 weights: np.ndarray, new: np.ndarray, current: int) -> dict:
+    """Visited states and how many are new in iteration ``current`` (module docstring).
+
+    Parameters
+    ----------
+    labels, iteration, biased_ps, weights, new : ndarray ``(n,)``
+        Per frame of all data so far: state label, iteration that sampled it, cumulative
+        biased time (ps), weight, and whether the current model flags it new (out of
+        distribution; False for frames before the current run).
+    current : int
+        The iteration.
+    """
+    states = []
+    for label in np.unique(labels):
+        members = labels == label
+        first = int(iteration[members].min())
+        states.append({"state": int(label), "n_frames": int(members.sum()),
+                       "weight_fraction": float(weights[members].sum() / weights.sum()),
+                       "first_iteration": first,
+                       "first_visit_biased_ps": float(biased_ps[members].min()),
+                       "new": bool(first == current and new[members].any())})
+    return {"method": STATE_METHOD, "n_visited": len(states),
+            "n_new": sum(s["new"] for s in states), "visited": states}
+
+
+def _delta_f(phi: np.ndarray, weights: np.ndarray) -> float | None:
+    """``-ln(W(Phi > 0) / W(Phi < 0))`` in kT, or None when a side has no weight."""
+    positive, negative = weights[phi > 0].sum(), weights[phi < 0].sum()
+    return None if positive <= 0 or negative <= 0 else float(-np.log(positive / negative))
+
+
+def _first_visit(mask: np.ndarray, biased_ps: np.ndarray) -> float | None:
+    return float(biased_ps[mask].min()) if mask.any() else None
+
+
+def backbone_basins(trajs: list[md.Trajectory], biased_ps: np.ndarray,
+                    weights: np.ndarray) -> list[dict]:
+    """Per residue with Phi and Psi: first visits (cumulative biased ps) of each basin and of
+    Phi > 0, the weighted share of Phi > 0 and ``dF`` (kT); empty for non-peptides.
+
+    ``trajs`` are all data so far (one topology), ``biased_ps`` and ``weights`` ``(n,)`` per
+    frame of them concatenated.
+    """
+    topology = trajs[0].topology
+    phi_atoms, psi_atoms = torsion_atoms(topology)
+    pairs = [(a, b) for a in phi_atoms for b in psi_atoms if a[2] == b[1]]
+    if not pairs:
+        return []
+    quadruplets = np.asarray([atoms for pair in pairs for atoms in pair])  # Phi, Psi, Phi, ...
+    angles = np.concatenate([md.compute_dihedrals(t, quadruplets) for t in trajs])
+    out = []
+    for k, (a, _) in enumerate(pairs):
+        phi, psi = angles[:, 2 * k].astype(np.float64), angles[:, 2 * k + 1].astype(np.float64)
+        codes = ramachandran_basin(phi, psi)
+        out.append({
+            "residue": str(topology.atom(int(a[2])).residue),
+            "basin_first_visit_biased_ps": {name: _first_visit(codes == j, biased_ps)
+                                            for j, name in enumerate(BASINS)},
+            "phi_positive_first_visit_biased_ps": _first_visit(phi > 0, biased_ps),
+            "phi_positive_weight_fraction": float(weights[phi > 0].sum() / weights.sum()),
+            "delta_f_phi_kt": _delta_f(phi, weights)})
+    return out
