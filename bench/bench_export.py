@@ -9,7 +9,9 @@ Measures, for a trained model (default the heavy-atom alanine-dipeptide model):
    and the change of the CVs under random rigid rotations and translations;
 2. cost: microseconds per CV evaluation (PLUMED's call sequence from Python and from C++, i.e.
    LibTorch as PLUMED links it, also for untrained flows of other sizes; the OpenMM evaluator),
-   per MD step of a CustomCVForce of the PythonForce CVs, and per step of the whole
+   beside the matched Deep-TICA-shaped reference CV (:mod:`bench.reference_cv`) timed
+   interleaved with it in the same C++ process, with PLUMED's plain and frozen loading; per
+   MD step of a CustomCVForce of the PythonForce CVs, and per step of the whole
    ``openmm.app.Metadynamics`` run; ns/day with and without the bias (Reference platform,
    amber99sbildn + OBC, HBonds, 2 fs, 300 K);
 3. sampling: Phi sign changes (frames every 1 ps) in an unbiased and a biased run of the same
@@ -36,6 +38,7 @@ from openmm import app, unit
 from scipy.spatial.transform import Rotation
 
 from bench import libtorch_call
+from bench.reference_cv import save_reference_cv
 from nct_md.export import (
     add_cv_force,
     cv_module,
@@ -202,6 +205,46 @@ def size_sweep(model: NCTModel, exe: Path | None, workdir: Path, xyz: np.ndarray
     return sizes
 
 
+def _spread(times: list[float]) -> dict:
+    """Median and quartiles (us) of per-round times."""
+    q25, median, q75 = np.percentile(times, [25, 50, 75])
+    return {"median": float(median), "quartiles": [float(q25), float(q75)]}
+
+
+def matched_reference(model: NCTModel, exe: Path | None, workdir: Path, xyz: np.ndarray,
+                      repeats: int = 200, rounds: int = 21) -> dict:
+    """The exported CV (``workdir/cvs.pt``) and the matched Deep-TICA-shaped reference CV,
+    timed interleaved in one C++ harness process with PLUMED's call sequence, on frames
+    ``(F, N, 3)`` nm.
+
+    For each way PLUMED loads a file (``plain``: ``torch::jit::load`` alone; ``frozen``: then
+    eval, freeze and optimize_for_inference, as current PLUMED does): per CV the median and
+    quartiles over ``rounds`` rounds of ``repeats`` calls (``plumed_call_us``: PLUMED's
+    sequence; ``forward_backward_us``: one backward of the summed CVs) or the error that
+    stopped it, and ``ratio`` = exported / reference of the PLUMED-sequence medians.
+    """
+    if exe is None:
+        return {"error": "no C++ compiler: LibTorch timings not measured"}
+    files = {"exported": workdir / "cvs.pt",
+             "reference": save_reference_cv(model, workdir / "reference-cv.pt", n_cvs=2)}
+    report = {"reference_cv": "same atoms and superposition, 3N -> 64 -> 64 -> 2 tanh MLP, float32",
+              "repeats": repeats, "rounds": rounds}
+    for load, freeze in (("plain", False), ("frozen", True)):
+        results = libtorch_call.run_interleaved(exe, list(files.values()),
+                                                xyz.reshape(len(xyz), -1), repeats, rounds,
+                                                freeze)
+        entry = {}
+        for name, result in zip(files, results, strict=True):
+            entry[name] = ({"error": result["error"]} if "error" in result else
+                           {"plumed_call_us": _spread(result["us_per_call"]),
+                            "forward_backward_us": _spread(result["us_forward_backward"])})
+        if all("error" not in e for e in entry.values()):
+            entry["ratio"] = (entry["exported"]["plumed_call_us"]["median"]
+                              / entry["reference"]["plumed_call_us"]["median"])
+        report[load] = entry
+    return report
+
+
 def cost(model: NCTModel, workdir: Path, out: Path) -> dict:
     """CV evaluation alone, and OpenMM steps with and without a CustomCVForce of the CVs."""
     xyz = frames(model, 200).astype(np.float64)
@@ -218,6 +261,7 @@ def cost(model: NCTModel, workdir: Path, out: Path) -> dict:
     return {"plumed_call_us": time_per_call(lambda r: plumed_call(plumed, r), rows),
             "libtorch": libtorch_cost(exe, workdir / "cvs.pt", xyz),
             "libtorch_by_flow_size": size_sweep(model, exe, workdir, xyz),
+            "matched_reference": matched_reference(model, exe, workdir, xyz),
             "openmm_evaluator_us": time_per_call(evaluator, list(xyz)),
             "openmm_step_us_plain": plain, "openmm_step_us_with_cv_force": with_cvs,
             "cv_force_us_per_step": with_cvs - plain}
