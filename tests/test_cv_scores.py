@@ -119,3 +119,12 @@ def test_discrete_vamp2_of_pairs_sees_a_two_state_switch_and_not_noise():
     fast = scores.discrete_vamp2_pairs(noise[0], noise[1], n_components=1, n_clusters=20)
     print(f"two-state {slow:.3f}, noise {fast:.3f}")
     assert slow > 1.55 and fast < 1.01  # measured 1.604 and 1.000
+
+
+def test_committed_phi_transitions_count_core_to_core_only():
+    deg = np.radians
+    # C7eq -> over the barrier and back without reaching the core -> C7ax -> C5 across +-pi
+    phi = deg(np.array([-80, -60, 0, 10, -70, -75, 60, 70, 10, 100, -170, 179, -178, -90]))
+    assert reference.phi_core(phi).tolist() == [-1, -1, 0, 0, -1, -1, 1, 1, 0, 1, 0, 0, 0, -1]
+    assert reference.committed_transitions(phi) == 2  # into the positive core and back
+    assert reference.committed_transitions(deg(np.array([-170.0, 179.0, -179.0, 178.0]))) == 0

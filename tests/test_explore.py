@@ -82,7 +82,7 @@ def test_files_and_json_of_each_iteration(loop):
         BASINS)
     assert 0.0 in residue["basin_first_visit_biased_ps"].values()  # plain MD visits a basin
     delta_f = records[2]["free_energy"]["delta_f_phi_kt"]
-    assert (delta_f is None) == (residue["phi_positive_first_visit_biased_ps"] is None)
+    assert (delta_f is None) == (residue["phi_positive_core_first_visit_biased_ps"] is None)
 
 
 def test_killed_loop_resumes_without_redoing_iteration_1(loop):

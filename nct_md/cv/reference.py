@@ -13,6 +13,9 @@ from nct_md.errors import NCTInputError
 
 #: Basin labels, in the order of the integer codes returned by :func:`ramachandran_basin`.
 BASINS = ("C5/beta", "C7eq/PII", "alphaR", "C7ax", "alphaL")
+#: The two cores of a residue's Phi, rad: a committed transition leaves one core and reaches the
+#: other; frames between them, and steps across +-pi within the C5/beta basin, are neither.
+PHI_CORES = {"negative": (-2.8, -0.8), "positive": (0.3, 2.0)}
 
 
 def torsion_atoms(topology: md.Topology) -> tuple[np.ndarray, np.ndarray]:
@@ -85,3 +88,21 @@ def ramachandran_basin(phi: np.ndarray, psi: np.ndarray) -> np.ndarray:
 def torsion_features(phi: np.ndarray, psi: np.ndarray) -> np.ndarray:
     """``(cos phi, sin phi, cos psi, sin psi)`` per frame, shape ``(n_frames, 4)``."""
     return np.stack([np.cos(phi), np.sin(phi), np.cos(psi), np.sin(psi)], axis=1)
+
+
+def phi_core(phi: np.ndarray) -> np.ndarray:
+    """Per frame ``(n,)``: -1 in the negative Phi core, +1 in the positive one, 0 in neither
+    (:data:`PHI_CORES`; ``phi`` in radians)."""
+    phi = np.asarray(phi)
+    core = np.zeros(len(phi), dtype=np.int64)
+    for sign, (low, high) in ((-1, PHI_CORES["negative"]), (1, PHI_CORES["positive"])):
+        core[(phi > low) & (phi < high)] = sign
+    return core
+
+
+def committed_transitions(phi: np.ndarray) -> int:
+    """Committed Phi transitions of a time series ``(n,)`` (radians): how often the core last
+    visited (:func:`phi_core`) changes."""
+    visited = phi_core(phi)
+    visited = visited[visited != 0]
+    return int(np.count_nonzero(visited[1:] != visited[:-1]))

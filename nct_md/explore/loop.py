@@ -12,8 +12,8 @@ final-bias weights (:mod:`nct_md.explore.runs`). Every iteration writes its fold
 frequencies of the biased CVs, 1/ps); ``metad`` (its summary); ``ood`` (frames of the new
 biased run that this iteration's model flags out of distribution); ``states`` (generic states
 and new states, :mod:`nct_md.explore.states`); ``residues`` (per-residue backbone basins and
-their first visits, peptides only); ``free_energy`` (reweighted ``dF`` between Phi > 0 and
-Phi < 0, kT); ``wall_s``.
+their first visits, peptides only); ``free_energy`` (reweighted ``dF`` between the positive
+and the negative Phi core, kT); ``wall_s``.
 """
 
 from __future__ import annotations
@@ -51,9 +51,10 @@ from nct_md.md.simulate import simulate
 from nct_md.train.files import train_files
 
 #: How ``free_energy.delta_f_phi_kt`` of explore.json is defined.
-DELTA_F = ("-ln(W(Phi > 0) / W(Phi < 0)) in kT, W the summed weights of all frames so far "
-           "(final-bias metadynamics weights, each run scaled to its effective sample size); "
-           "first residue with Phi and Psi; None while no frame has Phi > 0")
+DELTA_F = ("-ln(W(0.3 < Phi < 2.0) / W(-2.8 < Phi < -0.8)) in kT (the Phi cores), W the summed "
+           "weights of all frames so far (final-bias metadynamics weights, each run scaled to "
+           "its effective sample size); first residue with Phi and Psi; None while no frame "
+           "is in the positive core")
 
 
 def _completed_runs(out: Path, records: list[dict]) -> list[Run]:

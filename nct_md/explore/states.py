@@ -14,9 +14,11 @@ each iteration, in that iteration's CVs, so state numbers of different iteration
 Peptides
 --------
 For each residue with both backbone torsions: the time of first visit of each Ramachandran
-basin (:func:`nct_md.cv.reference.ramachandran_basin`) and of Phi > 0, and the reweighted
-free-energy difference ``dF = -ln(W(Phi > 0) / W(Phi < 0))`` in kT (``W``: the summed weights
-of the frames so far), None while no frame has Phi > 0. Times are cumulative biased
+basin (:func:`nct_md.cv.reference.ramachandran_basin`) and of the positive Phi core
+(:data:`~nct_md.cv.reference.PHI_CORES`, 0.3 to 2.0 rad: a frame at Phi = +179 degrees has only
+stepped across +-pi inside C5/beta), and the reweighted free-energy difference between the
+cores, ``dF = -ln(W(positive core) / W(negative core))`` in kT (``W``: the summed weights of the
+frames so far), None while no frame is in the positive core. Times are cumulative biased
 simulation times in ps (0: already in the plain MD).
 """
 
@@ -28,7 +30,7 @@ import mdtraj as md
 import numpy as np
 from scipy.cluster.vq import kmeans2
 
-from nct_md.cv.reference import BASINS, ramachandran_basin, torsion_atoms
+from nct_md.cv.reference import BASINS, phi_core, ramachandran_basin, torsion_atoms
 
 #: How :func:`count_states` defines states and new states, as recorded in explore.json.
 STATE_METHOD = ("k-means (k-means++, scipy kmeans2) on the biased CVs of all frames so far, "
@@ -77,9 +79,10 @@ def count_states(labels: np.ndarray, iteration: np.ndarray, biased_ps: np.ndarra
             "n_new": sum(s["new"] for s in states), "visited": states}
 
 
-def _delta_f(phi: np.ndarray, weights: np.ndarray) -> float | None:
-    """``-ln(W(Phi > 0) / W(Phi < 0))`` in kT, or None when a side has no weight."""
-    positive, negative = weights[phi > 0].sum(), weights[phi < 0].sum()
+def _delta_f(core: np.ndarray, weights: np.ndarray) -> float | None:
+    """``-ln(W(positive core) / W(negative core))`` in kT (``core``: :func:`phi_core` per
+    frame), or None when a core has no weight."""
+    positive, negative = weights[core == 1].sum(), weights[core == -1].sum()
     return None if positive <= 0 or negative <= 0 else float(-np.log(positive / negative))
 
 
@@ -90,7 +93,7 @@ def _first_visit(mask: np.ndarray, biased_ps: np.ndarray) -> float | None:
 def backbone_basins(trajs: list[md.Trajectory], biased_ps: np.ndarray,
                     weights: np.ndarray) -> list[dict]:
     """Per residue with Phi and Psi: first visits (cumulative biased ps) of each basin and of
-    Phi > 0, the weighted share of Phi > 0 and ``dF`` (kT); empty for non-peptides.
+    the positive Phi core, the core's weighted share and ``dF`` (kT); empty for non-peptides.
 
     ``trajs`` are all data so far (one topology), ``biased_ps`` and ``weights`` ``(n,)`` per
     frame of them concatenated.
@@ -105,12 +108,12 @@ def backbone_basins(trajs: list[md.Trajectory], biased_ps: np.ndarray,
     out = []
     for k, (a, _) in enumerate(pairs):
         phi, psi = angles[:, 2 * k].astype(np.float64), angles[:, 2 * k + 1].astype(np.float64)
-        codes = ramachandran_basin(phi, psi)
+        codes, core = ramachandran_basin(phi, psi), phi_core(phi)
         out.append({
             "residue": str(topology.atom(int(a[2])).residue),
             "basin_first_visit_biased_ps": {name: _first_visit(codes == j, biased_ps)
                                             for j, name in enumerate(BASINS)},
-            "phi_positive_first_visit_biased_ps": _first_visit(phi > 0, biased_ps),
-            "phi_positive_weight_fraction": float(weights[phi > 0].sum() / weights.sum()),
-            "delta_f_phi_kt": _delta_f(phi, weights)})
+            "phi_positive_core_first_visit_biased_ps": _first_visit(core == 1, biased_ps),
+            "phi_positive_core_weight_fraction": float(weights[core == 1].sum() / weights.sum()),
+            "delta_f_phi_kt": _delta_f(core, weights)})
     return out

@@ -27,7 +27,7 @@ from openmm import app, unit
 from tqdm.auto import tqdm
 
 from nct_md.atomic import atomic_path
-from nct_md.cv.reference import phi_psi
+from nct_md.cv.reference import committed_transitions, phi_psi
 from nct_md.errors import NCTInputError, check_number
 from nct_md.export.openmm_force import bias_variables
 from nct_md.export.plumed import default_widths
@@ -89,6 +89,7 @@ def _torsion_columns(traj: md.Trajectory) -> tuple[list[str], list[np.ndarray], 
     except NCTInputError:
         return [], [], {}
     summary = {"phi_sign_changes": phi_sign_changes(phi),
+               "phi_committed_transitions": committed_transitions(phi),
                "phi_positive_fraction": float(np.mean(phi > 0))}
     return ["phi_rad", "psi_rad"], [phi, psi], summary
 
