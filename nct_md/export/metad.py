@@ -1,13 +1,19 @@
-"""Well-tempered metadynamics along NCT CVs with OpenMM (``openmm.app.Metadynamics``).
+"""Well-tempered metadynamics with OpenMM (``openmm.app.Metadynamics``): along NCT CVs, or along
+any CVs given as ``openmm.app.BiasVariable`` objects.
 
 Public API
 ----------
 run_metadynamics(model, pdb, out_dir, ...) -> dict
-    Simulate a PDB (vacuum or OBC implicit solvent) with a bias on the model's slowest CVs and
-    write, in ``out_dir``: ``trajectory.h5`` (mdtraj HDF5, positions nm, time ps),
-    ``colvar.csv`` (time, every CV, the bias energy, and Phi/Psi where the topology has them),
-    ``bias/`` (OpenMM's periodically saved bias grids), ``free_energy.npy`` (the final free
-    energy estimate on the grid, kJ/mol) and ``metad.json`` (settings, grid axes, summary).
+    Simulate a PDB (vacuum or OBC implicit solvent) with a bias on the model's slowest CVs
+    (:func:`default_bias` grid and widths unless given) through :func:`run_well_tempered`.
+run_well_tempered(variables, pdb, out_dir, temperature, ...) -> dict
+    The same run for given bias variables (any CVs: an NCT model's, another learned module's
+    through :func:`nct_md.export.openmm_force.bias_variables`, torsions of a
+    ``CustomTorsionForce``) and write, in ``out_dir``: ``trajectory.h5`` (mdtraj HDF5, positions
+    nm, time ps), ``colvar.csv`` (time, every CV, the bias energy, and Phi/Psi where the topology
+    has them), ``bias/`` (OpenMM's periodically saved bias grids), ``free_energy.npy`` (the
+    final free energy estimate on the grid, kJ/mol) and ``metad.json`` (settings, grid axes,
+    summary).
 default_bias(model, n_biased) -> (min_values, max_values, widths)
     Grid ranges and Gaussian widths (ps) derived from the latent frequencies.
 phi_sign_changes(phi) -> int
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import mdtraj as md
@@ -47,6 +54,8 @@ from nct_md.model import NCTModel
 
 #: Grid half-range of each biased CV in units of its latent standard deviation ``1 / w``.
 GRID_HALF_RANGE = 6.0
+#: Output files of a run, in ``out_dir`` (besides the folder ``bias/``).
+OUTPUTS = ("trajectory.h5", "colvar.csv", "free_energy.npy", "metad.json")
 
 
 def default_bias(model: NCTModel, n_biased: int
@@ -68,7 +77,7 @@ def phi_sign_changes(phi: np.ndarray) -> int:
     return int(np.count_nonzero(signs[1:] * signs[:-1] < 0))
 
 
-def _check_settings(ns: float, save_every_ps: float, pace: int, n_biased: int, model: NCTModel,
+def _check_settings(ns: float, save_every_ps: float, pace: int, n_biased: int,
                     bias_factor: float, height: float) -> None:
     """Refuse bad run lengths and bias settings (the rest is checked by :mod:`nct_md.md`)."""
     for name, value in (("ns", ns), ("save_every_ps", save_every_ps), ("height", height)):
@@ -77,8 +86,8 @@ def _check_settings(ns: float, save_every_ps: float, pace: int, n_biased: int, m
         raise NCTInputError(f"--bias-factor must be > 1, got {bias_factor}")
     if pace < 1:
         raise NCTInputError(f"--pace must be a positive number of steps, got {pace}")
-    if not 1 <= n_biased <= min(3, model.preprocessing.n_dof):
-        raise NCTInputError(f"--n-biased must be 1, 2 or 3, got {n_biased}")
+    if not 1 <= n_biased <= 3:
+        raise NCTInputError(f"bias 1, 2 or 3 variables, got {n_biased}")
 
 
 def _torsion_columns(traj: md.Trajectory) -> tuple[list[str], list[np.ndarray], dict]:
@@ -123,6 +132,68 @@ def run_metadynamics(model: NCTModel, pdb: str | Path, out_dir: str | Path, ns: 
         Gaussians.
     widths : list of float, optional
         Gaussian widths (ps); default :func:`default_bias`.
+    forcefield, solvent, constraints, timestep_fs, save_every_ps, seed, platform, progress :
+        As in :func:`run_well_tempered`.
+
+    Returns
+    -------
+    dict
+        :func:`run_well_tempered`'s summary.
+    """
+    temperature = float(model.info.temperature if temperature is None else temperature)
+    if not 1 <= n_biased <= min(3, model.preprocessing.n_dof):
+        raise NCTInputError(f"--n-biased must be 1, 2 or 3, got {n_biased}")
+    structure = read_structure(pdb, "PDB")
+    model.select_atoms(md.Topology.from_openmm(structure.topology))  # raises if no match
+    lows, highs, default_w = default_bias(model, n_biased)
+    widths = default_w if widths is None else [float(w) for w in widths]
+    if len(widths) != n_biased or min(widths) <= 0:
+        raise NCTInputError(f"give {n_biased} positive --widths, got {widths}")
+    variables = bias_variables(cv_module(model, n_cvs=n_biased), lows, highs, widths)
+    return run_well_tempered(variables, pdb, out_dir, temperature, ns=ns,
+                             bias_factor=bias_factor, height=height, pace=pace,
+                             forcefield=forcefield, solvent=solvent, constraints=constraints,
+                             timestep_fs=timestep_fs, save_every_ps=save_every_ps, seed=seed,
+                             platform=platform, progress=progress)
+
+
+def _output_paths(out_dir: Path) -> tuple[dict[str, Path], Path]:
+    """The output files and the bias folder of ``out_dir``, refused when any exists (OpenMM
+    reads every bias file in the folder as another walker's: start from an empty one)."""
+    outputs = {name: out_dir / name for name in OUTPUTS}
+    bias_dir = out_dir / "bias"
+    for path in (*outputs.values(), bias_dir):
+        if path.exists():
+            raise NCTInputError(f"output '{path}' exists; choose another folder")
+    return outputs, bias_dir
+
+
+def run_well_tempered(variables: Sequence[app.BiasVariable], pdb: str | Path,
+                      out_dir: str | Path, temperature: float, ns: float = 1.0,
+                      bias_factor: float = 10.0, height: float = 2.0, pace: int = 250,
+                      forcefield: str = "amber99sbildn", solvent: str = "obc",
+                      constraints: str = "hbonds", timestep_fs: float | None = None,
+                      save_every_ps: float = 1.0, seed: int = 0,
+                      platform: str | None = "Reference", progress: bool = True) -> dict:
+    """Well-tempered metadynamics of a PDB along given bias variables.
+
+    Parameters
+    ----------
+    variables : list of openmm.app.BiasVariable
+        1 to 3 variables whose forces act on the PDB's particles (grid ranges, widths and
+        periodicity in the CVs' own units); variable ``j`` is column ``cv{j+1}`` of
+        ``colvar.csv``. Their forces are added to a fresh System: use them for one run.
+    pdb : path
+        Structure with all hydrogens that ``forcefield`` parameterises.
+    out_dir : path
+        Output folder (created; existing outputs in it are not overwritten).
+    temperature : float
+        K.
+    ns : float
+        Simulated time in ns (no separate equilibration: the structure is minimised first).
+    bias_factor, height, pace :
+        Well-tempering factor (> 1), initial Gaussian height (kJ/mol), steps between
+        Gaussians.
     forcefield, solvent, constraints, timestep_fs, save_every_ps, seed :
         As in ``nct-md simulate``, with the same checks, System and integrator
         (:mod:`nct_md.md.system`, :mod:`nct_md.md.langevin`): time step by default 2 fs with
@@ -136,40 +207,29 @@ def run_metadynamics(model: NCTModel, pdb: str | Path, out_dir: str | Path, ns: 
     Returns
     -------
     dict
-        Settings plus ``n_frames``, ``ns_per_day``, ``wall_s``, ``phi_sign_changes`` (when the
-        topology has a Phi torsion) and ``outputs`` (paths written).
+        Settings (the grid as ``widths_ps``, ``grid_min_ps``, ``grid_max_ps``, named after
+        the NCT CVs' unit but in the CVs' own units) plus ``n_frames``, ``ns_per_day``,
+        ``wall_s``, ``phi_sign_changes`` (when the topology has a Phi torsion) and
+        ``outputs`` (paths written); the same dict is written to ``metad.json``.
     """
-    temperature = float(model.info.temperature if temperature is None else temperature)
+    temperature = float(temperature)
     check_temperature(temperature)
     check_choices(forcefield, solvent, constraints, periodic=False)
     timestep_fs = time_step(constraints, timestep_fs)
-    _check_settings(ns, save_every_ps, pace, n_biased, model, bias_factor, height)
+    _check_settings(ns, save_every_ps, pace, len(variables), bias_factor, height)
     check_platform(platform)
     steps_per_frame = frame_steps(save_every_ps, timestep_fs)
     structure = read_structure(pdb, "PDB")
-    model.select_atoms(md.Topology.from_openmm(structure.topology))  # raises if no match
     out_dir = Path(out_dir)
-    outputs = {name: out_dir / name for name in ("trajectory.h5", "colvar.csv",
-                                                 "free_energy.npy", "metad.json")}
-    bias_dir = out_dir / "bias"
-    # OpenMM reads every bias file in bias_dir as another walker's: start from an empty one
-    for path in (*outputs.values(), bias_dir):
-        if path.exists():
-            raise NCTInputError(f"output '{path}' exists; choose another folder")
+    outputs, bias_dir = _output_paths(out_dir)
     system = build_system(structure, forcefield, solvent, constraints)
     if platform is None:
         xyz_nm = np.asarray(structure.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
         platform, _ = choose_platform(system, xyz_nm, temperature)
-    lows, highs, default_w = default_bias(model, n_biased)
-    widths = default_w if widths is None else [float(w) for w in widths]
-    if len(widths) != n_biased or min(widths) <= 0:
-        raise NCTInputError(f"give {n_biased} positive --widths, got {widths}")
     bias_dir.mkdir(parents=True)
-    cvs = cv_module(model, n_cvs=n_biased)
-    variables = bias_variables(cvs, lows, highs, widths)
     n_frames = max(1, round(ns * 1000.0 / save_every_ps))
     save_every = pace * max(1, (steps_per_frame * n_frames) // (20 * pace))
-    meta = app.Metadynamics(system, variables, temperature * unit.kelvin, bias_factor,
+    meta = app.Metadynamics(system, list(variables), temperature * unit.kelvin, bias_factor,
                             height * unit.kilojoule_per_mole, pace, save_every, str(bias_dir))
     bias_group = system.getForce(system.getNumForces() - 1).getForceGroup()
     integrator = langevin_integrator(temperature, timestep_fs, seed)
@@ -206,14 +266,18 @@ def run_metadynamics(model: NCTModel, pdb: str | Path, out_dir: str | Path, ns: 
     with atomic_path(outputs["free_energy.npy"], overwrite=False) as tmp:
         np.save(tmp, meta.getFreeEnergy().value_in_unit(unit.kilojoule_per_mole))
     settings = {
-        "ns": float(ns), "n_biased": n_biased, "temperature": temperature,
+        "ns": float(ns), "n_biased": len(variables), "temperature": temperature,
         "bias_factor": float(bias_factor), "height_kjmol": float(height), "pace_steps": pace,
-        "widths_ps": widths, "grid_min_ps": lows, "grid_max_ps": highs,
+        "widths_ps": [v.biasWidth for v in variables],
+        "grid_min_ps": [v.minValue for v in variables],
+        "grid_max_ps": [v.maxValue for v in variables],
         "grid_points": [v.gridWidth for v in variables], "forcefield": forcefield,
         "solvent": solvent, "constraints": constraints, "timestep_fs": float(timestep_fs),
         "save_every_ps": float(save_every_ps), "seed": seed, "platform": platform,
         "free_energy_axes": "axis i (reversed CV order, OpenMM's layout) spans grid_min..grid_max",
     }
+    if any(v.periodic for v in variables):
+        settings["periodic"] = [v.periodic for v in variables]
     result = {**settings, **summary, "n_frames": n_frames, "wall_s": wall,
               "ns_per_day": ns * 86400.0 / wall,
               "outputs": {**{k: str(v) for k, v in outputs.items()}, "bias": str(bias_dir)}}
