@@ -1,4 +1,6 @@
-"""Side by side: the NCT explore loop, the same loop with TICA CVs, metadynamics on (Phi, Psi),
+"""The exploration loop beside TICA CVs, metadynamics on (Phi, Psi) and plain MD.
+
+Side by side: the NCT explore loop, the same loop with TICA CVs, metadynamics on (Phi, Psi),
 and plain MD, from the same starts and seeds (issue 14, deliverable 4 and its acceptance).
 
 Per seed ``S``, every arm starts from the same plain MD (``--plain-ns`` ns from the PDB, seed
