@@ -117,7 +117,9 @@ def _write_cvs(path: Path, run: Run, offset_ps: float, cvs: np.ndarray, score: n
 def _biased_iteration(stage: Path, out: Path, iteration: int, runs: list[Run],
                       records: list[dict], settings: dict) -> dict:
     """Fit, bias and record one iteration in ``stage``; returns its record (no ``ns``)."""
-    train = {"seed": settings["seed"] + iteration} | settings["train"]
+    # weighted (biased) frames carry no unbiased kinetics: the likelihood alone (no warning)
+    quiet = {"kinetic_weight": 0.0} if is_biased(runs) else {}
+    train = {"seed": settings["seed"] + iteration} | quiet | settings["train"]
     stride = train.get("stride", 1)
     model = train_files([run.path for run in runs], stage / "model.pt",
                         temperature=settings["temperature"], verbose=settings["progress"],
