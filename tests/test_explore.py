@@ -119,12 +119,15 @@ def test_weights_and_new_states():
     biased = Run(None, 1, np.array([0.0, 0.0, -np.inf, -np.inf]), np.arange(1.0, 5.0))
     w = combined_weights([plain, biased])
     np.testing.assert_allclose(w, [1, 1, 1, 1, 1, 0, 0])  # each run sums to its Kish ESS
-    labels = np.array([0, 0, 0, 0, 1, 2, 2])
-    iteration, biased_ps = np.array([0, 0, 0, 1, 1, 1, 1]), np.array([0, 0, 0, 1, 2, 3, 4.0])
-    new = np.array([False] * 4 + [True, False, False])
-    states = count_states(labels, iteration, biased_ps, np.ones(7), new, current=1)
-    assert states["n_visited"] == 3 and states["n_new"] == 1  # state 2 is unvisited but not OOD
-    assert [s["first_visit_biased_ps"] for s in states["visited"]] == [0.0, 2.0, 3.0]
+    labels = np.array([0, 0, 0, 0, 1, 2, 2, 3, 3, 3])
+    iteration = np.array([0, 0, 0, 1, 1, 1, 1, 0, 1, 1])
+    biased_ps = np.array([0, 0, 0, 1, 2, 3, 4, 0, 5, 6.0])
+    new = np.array([False] * 3 + [True] + [True, False, False] + [False, True, False])
+    states = count_states(labels, iteration, biased_ps, np.ones(10), new)
+    # state 1: all its frames flagged; 0 and 3: a flagged frame among others; 2: none flagged
+    assert states["n_visited"] == 4 and [s["new"] for s in states["visited"]] == [
+        False, True, False, False] and states["n_new"] == 1
+    assert [s["first_visit_biased_ps"] for s in states["visited"]] == [0.0, 2.0, 3.0, 0.0]
 
 
 def _cli_error(capsys, *args) -> str:

@@ -490,8 +490,8 @@ summary, and three answers to "did it find something new?":
   distribution**: their `-ln p(q)` under the model (latent energy plus the flow's volume term)
   is above the 99.9th percentile of its training frames. This needs no knowledge of the
   molecule: the model itself says "I have not seen this".
-- `states`: k-means clusters on the CVs of all frames so far; a state is new when all its frames
-  come from this iteration's run and at least one of them is out of distribution.
+- `states`: k-means clusters (16) on the CVs of all frames so far; a state is new when more than
+  half of its frames are this iteration's frames out of distribution.
 - for peptides, `residues`: per residue the first visit of each Ramachandran basin and of the
   Phi > 0 *core* (cumulative biased ps; 0 means the plain MD already visited it), and
   `free_energy`: the reweighted `dF = -ln(W(Phi > 0 core) / W(Phi < 0 core))` in kT over all

@@ -143,8 +143,7 @@ def _biased_iteration(stage: Path, out: Path, iteration: int, runs: list[Run],
     frame_iteration, biased_ps = frame_table(all_runs)
     flags = np.concatenate([np.zeros(len(cvs) - len(new_cvs), dtype=bool), ood.flag])
     states = count_states(cluster(cvs, settings["n_states"], settings["seed"] + iteration),
-                          frame_iteration, biased_ps, combined_weights(all_runs), flags,
-                          iteration)
+                          frame_iteration, biased_ps, combined_weights(all_runs), flags)
     keys = ("phi_sign_changes", "phi_positive_fraction", "ns_per_day", "wall_s")
     return {"n_frames": {"new": new.n_frames, "total": len(cvs)},
             "model": {"path": f"{iteration_dir(out, iteration).name}/model.pt",
@@ -188,7 +187,7 @@ def explore(pdb: str | Path, out_dir: str | Path, forcefield: str = "amber99sbil
             ns_per_iteration: float = 0.5, plain_ns: float = 2.0, n_biased: int = 2,
             seed: int = 0, resume: bool = False, train: dict | None = None,
             metad: dict | None = None, simulation: dict | None = None,
-            equilibrate_ps: float = 10.0, n_states: int = 8, platform: str | None = None,
+            equilibrate_ps: float = 10.0, n_states: int = 16, platform: str | None = None,
             progress: bool = True) -> list[dict]:
     """Learn slow CVs, bias them, relearn: ``iterations`` rounds after plain MD.
 
