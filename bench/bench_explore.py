@@ -225,7 +225,8 @@ def table(summary: dict, reference: dict | None) -> str:
              "dF - reference, kT |", "|---|---|---|---|---|"]
     for arm, stats in summary["arms"].items():
         f = stats["delta_f_kt"]
-        df = "-" if f["mean"] is None else f"{f['mean']:.2f} +- {f['sem'] or 0:.2f}"
+        df = ("-" if f["mean"] is None else f"{f['mean']:.2f}" if f["sem"] is None
+              else f"{f['mean']:.2f} +- {f['sem']:.2f}")
         diff = ("-" if "minus_reference_kt" not in f
                 else f"{f['minus_reference_kt']:+.2f} +- {f['error_kt']:.2f}")
         lines.append(f"| {names[arm]} | {_cell(stats['first_positive_core_biased_ps'], 0)} | "
@@ -234,8 +235,8 @@ def table(summary: dict, reference: dict | None) -> str:
         value = reference["delta_f_kt"]
         lines.append(f"\nReference ((Phi, Psi) well-tempered metadynamics, {reference['ns']} ns): "
                      f"dF = {'-' if value is None else f'{value:.2f}'} kT, blocks "
-                     f"{reference['block_mean_kt']} +- {reference['block_sem_kt']} kT, "
-                     f"from the final surface {reference['fes_delta_f_kt']} kT. Plain MD: "
+                     f"{reference['block_mean_kt']:.2f} +- {reference['block_sem_kt']:.2f} kT, "
+                     f"from the final surface {reference['fes_delta_f_kt']:.2f} kT. Plain MD: "
                      "transitions per ns over its whole run.")
     return "\n".join(lines)
 
