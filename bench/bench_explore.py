@@ -227,17 +227,17 @@ def table(summary: dict, reference: dict | None) -> str:
         f = stats["delta_f_kt"]
         df = ("-" if f["mean"] is None else f"{f['mean']:.2f}" if f["sem"] is None
               else f"{f['mean']:.2f} +- {f['sem']:.2f}")
-        diff = ("-" if "minus_reference_kt" not in f
+        diff = ("-" if f.get("minus_reference_kt") is None
                 else f"{f['minus_reference_kt']:+.2f} +- {f['error_kt']:.2f}")
         lines.append(f"| {names[arm]} | {_cell(stats['first_positive_core_biased_ps'], 0)} | "
                      f"{_cell(stats['rate_per_ns'], 1)} | {df} | {diff} |")
     if reference:
-        value = reference["delta_f_kt"]
+        kt_ = {key: "-" if reference[key] is None else f"{reference[key]:.2f}"
+               for key in ("delta_f_kt", "block_mean_kt", "block_sem_kt", "fes_delta_f_kt")}
         lines.append(f"\nReference ((Phi, Psi) well-tempered metadynamics, {reference['ns']} ns): "
-                     f"dF = {'-' if value is None else f'{value:.2f}'} kT, blocks "
-                     f"{reference['block_mean_kt']:.2f} +- {reference['block_sem_kt']:.2f} kT, "
-                     f"from the final surface {reference['fes_delta_f_kt']:.2f} kT. Plain MD: "
-                     "transitions per ns over its whole run.")
+                     f"dF = {kt_['delta_f_kt']} kT, blocks {kt_['block_mean_kt']} +- "
+                     f"{kt_['block_sem_kt']} kT, from the final surface {kt_['fes_delta_f_kt']} "
+                     "kT. Plain MD: transitions per ns over its whole run.")
     return "\n".join(lines)
 
 
