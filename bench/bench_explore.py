@@ -26,7 +26,8 @@ Run ``python -m bench.bench_explore [--seeds 0 1 2] [--plain-ns 2] [--iterations
 [--ns-per-iteration 0.5] [--reference-ns 10] [--train KEY=VALUE ...] [--arms ...]``; writes
 one JSON (``--out``, default ``bench/out/explore.json``, never overwritten) with every arm,
 seed and setting, keeps the runs in ``--work`` (default: beside the JSON) and prints a markdown
-table.
+table. ``python -m bench.bench_explore --merge OUT A.json B.json`` joins runs of other seeds
+(same settings; A's reference) into one record.
 """
 
 from __future__ import annotations
@@ -283,6 +284,31 @@ def run(args: argparse.Namespace) -> dict:
     return out
 
 
+def merge(paths: list[Path], out: Path) -> dict:
+    """Join runs of other seeds with the same settings (the first file's reference) into one
+    record ``out``: their per-seed results, summary and table recomputed."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    keep = ("seeds", "reference_ns", "out", "work", "commit")
+    base = {k: v for k, v in runs[0]["settings"].items() if k not in keep}
+    for other, path in zip(runs[1:], paths[1:], strict=True):
+        differ = [k for k, v in base.items() if other["settings"].get(k) != v
+                  and k != "reference_seed"]
+        if differ:
+            raise NCTInputError(f"{path} was run with other settings ({', '.join(differ)})")
+    results = {arm: [s for r in runs for s in r["seeds"][arm]] for arm in runs[0]["seeds"]}
+    reference = runs[0]["reference"]
+    settings = runs[0]["settings"]
+    summary = summarise(results, reference, settings["iterations"]
+                        * settings["ns_per_iteration"])
+    record = {"settings": settings | {"seeds": [s["seed"] for s in results["nct"]],
+                                      "merged_from": [r["settings"] for r in runs]},
+              "starts": {k: v for r in runs for k, v in r["starts"].items()}, "seeds": results,
+              "reference": reference, **summary, "table": table(summary, reference)}
+    with atomic_path(out, overwrite=False) as tmp:
+        tmp.write_text(json.dumps(record, indent=2))
+    return record
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -319,7 +345,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)
-    out = run(parse(argv))
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--merge"]:  # --merge OUT RUN.json RUN.json ...
+        out = merge([Path(p) for p in argv[2:]], Path(argv[1]))
+    else:
+        out = run(parse(argv))
     print(out["table"])
     return out
 

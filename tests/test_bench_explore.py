@@ -133,3 +133,23 @@ def test_delta_f_estimators_and_summary():
     text = bench_explore.table(summary, reference)
     assert "| NCT loop | 100 (100, 100) | 8.0 (8.0, 8.0) | 2.50 +- 0.50 | +0.30 +- 0.51 |" in text
     assert "| TICA loop | - (-, -) | 2.0 (2.0, 2.0) |" in text
+
+
+def test_runs_of_other_seeds_merge_into_one_record(smoke, tmp_path):
+    other = json.loads(smoke["out"].read_text())
+    for rows in other["seeds"].values():
+        rows[0]["seed"] = 1
+    other["settings"]["seeds"] = [1]
+    second = tmp_path / "seed1.json"
+    second.write_text(json.dumps(other))
+    merged = bench_explore.main(["--merge", str(tmp_path / "all.json"), str(smoke["out"]),
+                                 str(second)])
+    assert merged["settings"]["seeds"] == [0, 1]
+    assert [r["seed"] for r in merged["seeds"]["nct"]] == [0, 1]
+    assert merged["arms"]["nct"]["rate_per_ns"]["values"] == 2 * smoke["json"]["arms"]["nct"][
+        "rate_per_ns"]["values"]
+    assert merged["reference"] == smoke["json"]["reference"]
+    other["settings"]["iterations"] = 2
+    second.write_text(json.dumps(other))
+    with pytest.raises(NCTInputError, match="iterations"):
+        bench_explore.merge([smoke["out"], second], tmp_path / "bad.json")
