@@ -42,6 +42,7 @@ from pathlib import Path
 
 import mdtraj as md
 import numpy as np
+import openmm
 import torch
 
 from bench import explore_arms as arms
@@ -72,6 +73,13 @@ def _md(args: argparse.Namespace) -> dict:
     """The MD settings shared by every run."""
     return {"forcefield": args.forcefield, "solvent": args.solvent,
             "save_every_ps": args.save_every_ps, "platform": args.platform, "progress": False}
+
+
+def _failure(exc: BaseException) -> str:
+    """The last line of an error (a TorchScript error carries its traceback), at most 200
+    characters."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:200]
 
 
 def _log(message: str) -> None:
@@ -202,13 +210,15 @@ def summarise(results: dict, reference: dict | None, biased_ns: float) -> dict:
             v is not None and v <= 500.0 for v in visits)
         checks["biased_ns_at_most_5"] = biased_ns <= 5.0
         for other, factor in (("ideal", 0.5), ("tica", 2.0)):
-            if other in out and rate[other]:
+            if other in out and rate[other] and rate["nct"] is not None:
                 checks[f"nct_rate_over_{other}"] = rate["nct"] / rate[other]
                 checks[f"nct_rate_at_least_{factor}x_{other}"] = rate["nct"] >= factor * rate[other]
         difference = out["nct"]["delta_f_kt"].get("minus_reference_kt")
         if difference is not None:
             checks["nct_delta_f_within_0.5_kt"] = abs(difference) <= 0.5
-    return {"arms": out, "acceptance": checks}
+    failed = [{"arm": arm, "seed": r["seed"], "error": r["error"]}
+              for arm, seeds in results.items() for r in seeds if "error" in r]
+    return {"arms": out, "acceptance": checks, "failed": failed}
 
 
 def _cell(stats: dict, digits: int) -> str:
@@ -232,6 +242,10 @@ def table(summary: dict, reference: dict | None) -> str:
                 else f"{f['minus_reference_kt']:+.2f} +- {f['error_kt']:.2f}")
         lines.append(f"| {names[arm]} | {_cell(stats['first_positive_core_biased_ps'], 0)} | "
                      f"{_cell(stats['rate_per_ns'], 1)} | {df} | {diff} |")
+    failed = [f"{names[f['arm']]} seed {f['seed']}: {f['error']}"
+              for f in summary.get("failed", [])]
+    if failed:
+        lines.append("\nFailed (left out of the statistics): " + "; ".join(failed) + ".")
     if reference:
         kt_ = {key: "-" if reference[key] is None else f"{reference[key]:.2f}"
                for key in ("delta_f_kt", "block_mean_kt", "block_sem_kt", "fes_delta_f_kt")}
@@ -261,7 +275,12 @@ def run(args: argparse.Namespace) -> dict:
             started = time.perf_counter()
             function = {"nct": nct_arm, "tica": tica_arm, "ideal": ideal_arm,
                         "plain": plain_arm}[arm]
-            result = function(args, args.work / f"seed-{seed}" / arm, start, seed)
+            try:
+                result = function(args, args.work / f"seed-{seed}" / arm, start, seed)
+            except (RuntimeError, openmm.OpenMMException) as exc:  # e.g. a simulation that blew up
+                _log(f"seed {seed}: {arm} failed: {_failure(exc)}")
+                result = {"error": _failure(exc), "first_positive_core_biased_ps": None,
+                          "delta_f_kt": None, "fresh": {"rate_per_ns": None}}
             results[arm].append({"seed": seed, **result, "wall_s": time.perf_counter() - started})
     reference = None
     if args.reference_ns > 0:

@@ -153,3 +153,17 @@ def test_runs_of_other_seeds_merge_into_one_record(smoke, tmp_path):
     second.write_text(json.dumps(other))
     with pytest.raises(NCTInputError, match="iterations"):
         bench_explore.merge([smoke["out"], second], tmp_path / "bad.json")
+
+
+def test_an_arm_that_fails_is_recorded_and_the_others_go_on(tmp_path, monkeypatch):
+    def blow_up(*args):
+        raise RuntimeError("Traceback of TorchScript ...\nRuntimeError: linalg.eigh: failed")
+
+    monkeypatch.setattr(bench_explore, "tica_arm", blow_up)
+    argv = [*SMOKE, "--arms", "tica", "plain", "--reference-ns", "0"]
+    result = bench_explore.main([*argv, "--out", str(tmp_path / "run.json")])
+    assert result["failed"] == [{"arm": "tica", "seed": 0,
+                                 "error": "RuntimeError: linalg.eigh: failed"}]
+    assert result["arms"]["tica"]["rate_per_ns"]["median"] is None
+    assert result["seeds"]["plain"][0]["fresh"]["rate_per_ns"] is not None
+    assert "Failed (left out of the statistics): TICA loop seed 0" in result["table"]
