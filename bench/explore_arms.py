@@ -39,7 +39,12 @@ from deeptime.decomposition import TICA
 from openmm import app
 from torch import nn
 
-from nct_md.cv.reference import committed_transitions, phi_core, torsion_atoms
+from nct_md.cv.reference import (
+    committed_transitions,
+    phi_core,
+    phi_core_delta_f,
+    torsion_atoms,
+)
 from nct_md.explore.runs import Run, biased_run, combined_weights, frame_table
 from nct_md.explore.states import backbone_basins
 from nct_md.export.cvmodule import Superposition
@@ -184,10 +189,8 @@ def fresh_measures(phi: np.ndarray, ns: float, summary: dict | None = None) -> d
 
 
 def delta_f(phi: np.ndarray, log_w: np.ndarray) -> float | None:
-    """``-ln(W(positive core) / W(negative core))`` in kT, or None when a core is empty."""
-    core, w = phi_core(phi), np.exp(log_w - np.max(log_w))
-    positive, negative = w[core == 1].sum(), w[core == -1].sum()
-    return None if positive <= 0 or negative <= 0 else float(-np.log(positive / negative))
+    """:func:`~nct_md.cv.reference.phi_core_delta_f` (kT) of frames with log-weights."""
+    return phi_core_delta_f(phi, np.exp(log_w - np.max(log_w)))
 
 
 def block_delta_f(phi: np.ndarray, log_w: np.ndarray, n_blocks: int,
@@ -211,7 +214,4 @@ def fes_delta_f(free_energy: np.ndarray, kt_kjmol: float) -> float | None:
     layout, periodic: the last point of each axis repeats the first) spanning -pi..pi."""
     grid = free_energy[:-1, :-1]
     phi = np.linspace(-np.pi, np.pi, free_energy.shape[1])[:-1]
-    p = np.exp(-(grid - grid.min()) / kt_kjmol).sum(axis=0)
-    core = phi_core(phi)
-    positive, negative = p[core == 1].sum(), p[core == -1].sum()
-    return None if positive <= 0 or negative <= 0 else float(-np.log(positive / negative))
+    return phi_core_delta_f(phi, np.exp(-(grid - grid.min()) / kt_kjmol).sum(axis=0))

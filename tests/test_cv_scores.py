@@ -128,3 +128,10 @@ def test_committed_phi_transitions_count_core_to_core_only():
     assert reference.phi_core(phi).tolist() == [-1, -1, 0, 0, -1, -1, 1, 1, 0, 1, 0, 0, 0, -1]
     assert reference.committed_transitions(phi) == 2  # into the positive core and back
     assert reference.committed_transitions(deg(np.array([-170.0, 179.0, -179.0, 178.0]))) == 0
+
+
+def test_phi_core_delta_f_is_the_weight_ratio_of_the_cores():
+    phi = np.radians([-80.0, -70.0, 60.0, 0.0, 179.0])  # two negative, one positive, two neither
+    weights = np.array([1.0, 3.0, 0.5, 7.0, 9.0])
+    assert reference.phi_core_delta_f(phi, weights) == pytest.approx(-np.log(0.5 / 4.0))
+    assert reference.phi_core_delta_f(phi[:2], weights[:2]) is None

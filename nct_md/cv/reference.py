@@ -106,3 +106,12 @@ def committed_transitions(phi: np.ndarray) -> int:
     visited = phi_core(phi)
     visited = visited[visited != 0]
     return int(np.count_nonzero(visited[1:] != visited[:-1]))
+
+
+def phi_core_delta_f(phi: np.ndarray, weights: np.ndarray) -> float | None:
+    """``-ln(W(positive core) / W(negative core))`` in kT, ``W`` the summed ``weights``
+    ``(n,)`` of the frames (or grid points) at ``phi`` ``(n,)`` radians in each core
+    (:func:`phi_core`); None when a core has no weight."""
+    core, weights = phi_core(phi), np.asarray(weights, dtype=np.float64)
+    positive, negative = weights[core == 1].sum(), weights[core == -1].sum()
+    return None if positive <= 0 or negative <= 0 else float(-np.log(positive / negative))

@@ -33,7 +33,13 @@ import mdtraj as md
 import numpy as np
 from scipy.cluster.vq import kmeans2
 
-from nct_md.cv.reference import BASINS, phi_core, ramachandran_basin, torsion_atoms
+from nct_md.cv.reference import (
+    BASINS,
+    phi_core,
+    phi_core_delta_f,
+    ramachandran_basin,
+    torsion_atoms,
+)
 
 #: How :func:`count_states` defines states and new states, as recorded in explore.json.
 STATE_METHOD = ("k-means (k-means++, scipy kmeans2) on the biased CVs of all frames so far, "
@@ -79,13 +85,6 @@ def count_states(labels: np.ndarray, iteration: np.ndarray, biased_ps: np.ndarra
             "n_new": sum(s["new"] for s in states), "visited": states}
 
 
-def _delta_f(core: np.ndarray, weights: np.ndarray) -> float | None:
-    """``-ln(W(positive core) / W(negative core))`` in kT (``core``: :func:`phi_core` per
-    frame), or None when a core has no weight."""
-    positive, negative = weights[core == 1].sum(), weights[core == -1].sum()
-    return None if positive <= 0 or negative <= 0 else float(-np.log(positive / negative))
-
-
 def _first_visit(mask: np.ndarray, biased_ps: np.ndarray) -> float | None:
     return float(biased_ps[mask].min()) if mask.any() else None
 
@@ -115,5 +114,5 @@ def backbone_basins(trajs: list[md.Trajectory], biased_ps: np.ndarray,
                                             for j, name in enumerate(BASINS)},
             "phi_positive_core_first_visit_biased_ps": _first_visit(core == 1, biased_ps),
             "phi_positive_core_weight_fraction": float(weights[core == 1].sum() / weights.sum()),
-            "delta_f_phi_kt": _delta_f(core, weights)})
+            "delta_f_phi_kt": phi_core_delta_f(phi, weights)})
     return out
