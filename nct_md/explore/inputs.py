@@ -15,6 +15,7 @@ import mdtraj as md
 
 from nct_md.errors import NCTInputError, check_integer, check_number
 from nct_md.estimator import NCT
+from nct_md.export.metad import check_bias_settings, run_metadynamics
 from nct_md.md.formats import HDF5
 from nct_md.md.io import extension
 from nct_md.md.langevin import check_platform, frame_steps, time_step
@@ -51,13 +52,15 @@ def check_train(train: dict, iterations: int) -> None:
         check_integer("stride", train["stride"])
 
 
-def check_metad(metad: dict, n_biased: int) -> None:
-    """Refuse bias settings (bias factor > 1, height kJ/mol > 0, pace steps, widths ps)."""
+def check_metad(metad: dict, n_biased: int, ns: float, save_every_ps: float) -> None:
+    """Refuse bias settings as :func:`~nct_md.export.metad.run_metadynamics` would (its
+    defaults for those not given), and given widths (ps) that are not ``n_biased`` positive
+    numbers."""
     _check_keys("metad", metad, METAD_KEYS)
-    if not metad.get("bias_factor", 10.0) > 1:
-        raise NCTInputError(f"bias_factor must be > 1, got {metad['bias_factor']}")
-    check_number("height", metad.get("height", 2.0))
-    check_integer("pace", metad.get("pace", 250))
+    bias = {name: p.default for name, p in inspect.signature(run_metadynamics).parameters.items()
+            if name in METAD_KEYS} | metad
+    check_bias_settings(ns, save_every_ps, bias["pace"], n_biased, bias["bias_factor"],
+                        bias["height"])
     widths = metad.get("widths")
     if widths is not None and (len(widths) != n_biased or min(widths) <= 0):
         raise NCTInputError(f"give {n_biased} positive widths, got {widths}")
@@ -107,15 +110,14 @@ def check_inputs(pdb: Path, forcefield: str, solvent: str, temperature: float,
     elif not start:
         raise NCTInputError("start is an empty list; give trajectory files, or None to run "
                             "plain MD from the PDB")
-    if not isinstance(n_biased, int) or not 1 <= n_biased <= 3:
-        raise NCTInputError(f"n_biased must be 1, 2 or 3, got {n_biased}")
+    check_integer("n_biased", n_biased)
     check_integer("n_states", n_states)
     check_temperature(temperature)
     check_platform(platform)
     check_simulation(simulation)
     constraints = simulation.get("constraints", "hbonds")
     check_choices(forcefield, solvent, constraints, periodic=False)
-    check_metad(metad, n_biased)
+    check_metad(metad, n_biased, ns_per_iteration, simulation.get("save_every_ps", 1.0))
     check_train(train, iterations)
     build_system(read_structure(pdb, "PDB"), forcefield, solvent, constraints)
     for path in start or []:

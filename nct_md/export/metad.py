@@ -77,9 +77,10 @@ def phi_sign_changes(phi: np.ndarray) -> int:
     return int(np.count_nonzero(signs[1:] * signs[:-1] < 0))
 
 
-def _check_settings(ns: float, save_every_ps: float, pace: int, n_biased: int,
+def check_bias_settings(ns: float, save_every_ps: float, pace: int, n_biased: int,
                     bias_factor: float, height: float) -> None:
-    """Refuse bad run lengths and bias settings (the rest is checked by :mod:`nct_md.md`)."""
+    """Refuse bad run lengths (ns, ps), bias settings (pace in steps, bias factor, height in
+    kJ/mol) and numbers of biased variables; the rest is checked by :mod:`nct_md.md`."""
     for name, value in (("ns", ns), ("save_every_ps", save_every_ps), ("height", height)):
         check_number(name, value)
     if not bias_factor > 1:
@@ -216,7 +217,7 @@ def run_well_tempered(variables: Sequence[app.BiasVariable], pdb: str | Path,
     check_temperature(temperature)
     check_choices(forcefield, solvent, constraints, periodic=False)
     timestep_fs = time_step(constraints, timestep_fs)
-    _check_settings(ns, save_every_ps, pace, len(variables), bias_factor, height)
+    check_bias_settings(ns, save_every_ps, pace, len(variables), bias_factor, height)
     check_platform(platform)
     steps_per_frame = frame_steps(save_every_ps, timestep_fs)
     structure = read_structure(pdb, "PDB")
