@@ -10,7 +10,8 @@ much of the slow dynamics they capture; training maximises it together with the 
 By default restarts alternate between the likelihood alone and the kinetic objective
 (:func:`restart_weights`), and :func:`choose_restart` keeps, among the fits whose slowest
 latent positions are as slow as any fit's on validation pairs (discretised VAMP-2,
-:func:`discrete_score`), the likelihood fit where there is one and the kinetic fit otherwise.
+:func:`discrete_score`), the likelihood fit where there is one and the kinetic fit otherwise,
+and of those the one whose slowest latent positions score highest.
 """
 
 from __future__ import annotations
@@ -136,21 +137,21 @@ def choose_restart(nll: list[float], kinetic: list[KineticInfo | None],
     ``nll``: each fit's validation NLL (nats/frame); ``kinetic``: its kinetic record (None
     without one; weight 0 for a likelihood-only fit scored the same way). When every fit has a
     discretised VAMP-2 on the validation pairs, the candidates are the fits within ``margin``
-    of the best one (their slowest CVs are as slow as any fit's); among them the likelihood-only
-    fit with the lowest NLL is kept (the paper's CVs), and a kinetic fit (lowest NLL - weight *
-    VAMP-2) only when no likelihood-only fit comes close. Without those scores: the lowest
-    validation objective (NLL, minus weight * VAMP-2 with a kinetic objective).
+    of the best one (their slowest CVs are as slow as any fit's); the likelihood-only fits among
+    them are preferred (the paper's CVs), the kinetic ones only when no likelihood-only fit comes
+    close, and of the preferred fits the one with the highest score is kept (restarts of one
+    objective are told apart by how slow their CVs are, not by likelihood). Without those
+    scores: the lowest validation objective (NLL, minus weight * VAMP-2 with a kinetic
+    objective).
     """
-    def objective(k: int) -> float:
-        return nll[k] - (kinetic[k].weight * kinetic[k].validation_vamp2 if kinetic[k] else 0.0)
-
     fits = range(len(nll))
     if all(k is not None and k.validation_vamp2_discrete is not None for k in kinetic):
         best = max(k.validation_vamp2_discrete for k in kinetic)
         fits = [i for i in fits if kinetic[i].validation_vamp2_discrete >= best - margin]
         plain = [i for i in fits if kinetic[i].weight == 0]
-        return min(plain or fits, key=objective)
-    return min(fits, key=objective)
+        return max(plain or fits, key=lambda i: kinetic[i].validation_vamp2_discrete)
+    return min(fits, key=lambda k: nll[k] - (kinetic[k].weight * kinetic[k].validation_vamp2
+                                             if kinetic[k] else 0.0))
 
 
 @torch.no_grad()
