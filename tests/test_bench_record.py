@@ -100,8 +100,6 @@ def test_readme_benchmark_table_is_rendered_from_the_recorded_results():
 TYPED_FIGURE = re.compile(r"""(_per_s|_us|_ms|_seconds)['"]?\s*[:=]\s*\d""")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17, deliverable 1: bench_training.ORIGINAL still "
-                   "holds the original implementation's figures from another run")
 def test_no_reference_figure_is_typed_into_the_benchmarks():
     hits = [f"{path.name}:{number}: {line.strip()}"
             for path in sorted((ROOT / "bench").glob("*.py"))
