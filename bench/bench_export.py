@@ -14,11 +14,16 @@ Measures, for a trained model (default the heavy-atom alanine-dipeptide model):
    MD step of a CustomCVForce of the PythonForce CVs, and per step of the whole
    ``openmm.app.Metadynamics`` run; ns/day with and without the bias (Reference platform,
    amber99sbildn + OBC, HBonds, 2 fs, 300 K);
-3. sampling: Phi sign changes (frames every 1 ps) in an unbiased and a biased run of the same
-   length, same seed and start.
+3. speed of biased MD: ns/day of unbiased MD and of the metadynamics on CV1 + CV2 with the bias
+   evaluated every step (``bias_interval`` 1) and every ``bias_interval`` steps (multiple time
+   steps, :mod:`nct_md.export.metad`; default the package's), timed interleaved in rounds of
+   short runs (medians and quartiles), and their ratios to the unbiased speed;
+4. sampling: Phi sign changes and committed transitions (frames every 1 ps) in an unbiased and
+   a biased run (the chosen interval) of the same length, same seed and start.
 
 Usage: ``python -m bench.bench_export [--model M] [--ps 1000] [--out bench/out]``; writes
-``OUT/export.json``.
+``OUT/export.json``. ``--ps 20 --speed-ps 4 --rounds 1 --only-md`` is a smoke run of parts 3
+and 4 (seconds; its figures are no record).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from scipy.spatial.transform import Rotation
 
 from bench import libtorch_call
 from bench.reference_cv import save_reference_cv
+from nct_md.cv.reference import committed_transitions
 from nct_md.export import (
     add_cv_force,
     cv_module,
@@ -291,17 +297,52 @@ def unbiased_run(ps: float, seed: int) -> dict:
     return {"ps": ps, "wall_s": wall, "ns_per_day": ps / 1000 * 86400 / wall,
             "us_per_step": wall / (500 * round(ps)) * 1e6,
             "phi_sign_changes": phi_sign_changes(phi[:, 0]),
+            "phi_committed_transitions": committed_transitions(phi[:, 0]),
             "phi_positive_fraction": float(np.mean(phi[:, 0] > 0))}
 
 
-def biased_run(model: NCTModel, ps: float, seed: int, workdir: Path, settings: dict) -> dict:
-    result = run_metadynamics(model, PDB, workdir / "metad", ns=ps / 1000, seed=seed,
-                              progress=False, **settings)
+def biased_run(model: NCTModel, ps: float, seed: int, out: Path, settings: dict) -> dict:
+    """Metadynamics of ``ps`` ps in the new folder ``out`` (2 fs steps): its speed and Phi."""
+    result = run_metadynamics(model, PDB, out, ns=ps / 1000, seed=seed, progress=False,
+                              **settings)
     steps = ps * 500
     return {"ps": ps, "wall_s": result["wall_s"], "ns_per_day": result["ns_per_day"],
             "us_per_step": result["wall_s"] / steps * 1e6,
             "phi_sign_changes": result["phi_sign_changes"],
-            "phi_positive_fraction": result["phi_positive_fraction"], **settings}
+            "phi_committed_transitions": result["phi_committed_transitions"],
+            "phi_positive_fraction": result["phi_positive_fraction"],
+            **settings, "bias_interval": result["bias_interval"]}
+
+
+def speed(model: NCTModel, ps: float, rounds: int, seed: int, workdir: Path,
+          settings: dict) -> dict:
+    """ns/day of unbiased MD and of metadynamics with the bias every step and every
+    ``settings["bias_interval"]`` steps (None: the package default), ``rounds`` rounds of runs
+    of ``ps`` ps, the three kinds alternating within each round: per kind the median and
+    quartiles (``ns_per_day``) and the interval; ``biased_percent_of_unbiased``: 100 x biased /
+    unbiased medians per biased kind."""
+    kinds = {"unbiased": None, "biased_interval_1": settings | {"bias_interval": 1},
+             "biased_default_interval": settings}
+    times: dict[str, list[float]] = {kind: [] for kind in kinds}
+    intervals = {}
+    for r in range(rounds):
+        for kind, options in kinds.items():
+            if options is None:
+                times[kind].append(unbiased_run(ps, seed + r)["ns_per_day"])
+                continue
+            run = biased_run(model, ps, seed + r, workdir / f"speed-{kind}-{r}", options)
+            times[kind].append(run["ns_per_day"])
+            intervals[kind] = run["bias_interval"]
+    report = {"ps_per_run": ps, "rounds": rounds}
+    for kind, values in times.items():
+        q25, median, q75 = np.percentile(values, [25, 50, 75])
+        report[kind] = {"ns_per_day": float(median), "quartiles": [float(q25), float(q75)]}
+        if kind in intervals:
+            report[kind]["bias_interval"] = intervals[kind]
+    report["biased_percent_of_unbiased"] = {
+        kind: 100.0 * report[kind]["ns_per_day"] / report["unbiased"]["ns_per_day"]
+        for kind in intervals}
+    return report
 
 
 def main() -> None:
@@ -314,26 +355,39 @@ def main() -> None:
     parser.add_argument("--height", type=float, default=2.0, help="kJ/mol")
     parser.add_argument("--bias-factor", type=float, default=10.0)
     parser.add_argument("--pace", type=int, default=250, help="steps between Gaussians")
+    parser.add_argument("--bias-interval", type=int, default=None,
+                        help="MD steps between bias evaluations (default: the package's)")
+    parser.add_argument("--speed-ps", type=float, default=40.0,
+                        help="length of each timed run of the speed comparison (ps)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds of the interleaved speed comparison")
+    parser.add_argument("--only-md", action="store_true",
+                        help="skip accuracy and cost; speed and sampling only (smoke runs)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = parser.parse_args()
     torch.set_num_threads(1)
     model = NCTModel.load(args.model)
     settings = {"n_biased": args.n_biased, "height": args.height,
-                "bias_factor": args.bias_factor, "pace": args.pace}
+                "bias_factor": args.bias_factor, "pace": args.pace,
+                "bias_interval": args.bias_interval}
+    report: dict = {"model": str(args.model)}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        report = {"model": str(args.model), "accuracy": accuracy(model, workdir),
-                  "cost": cost(model, workdir, args.out)}
-        print(json.dumps(report, indent=2), flush=True)
+        if not args.only_md:
+            report |= {"accuracy": accuracy(model, workdir),
+                       "cost": cost(model, workdir, args.out)}
+            print(json.dumps(report, indent=2), flush=True)
+        timing = speed(model, args.speed_ps, args.rounds, args.seed, workdir, settings)
         unbiased = unbiased_run(args.ps, args.seed)
-        biased = biased_run(model, args.ps, args.seed, workdir, settings)
-    report["cost"]["metadynamics_overhead_us_per_step"] = (biased["us_per_step"]
-                                                           - unbiased["us_per_step"])
-    report["sampling"] = {"unbiased": unbiased, "biased": biased,
+        biased = biased_run(model, args.ps, args.seed, workdir / "metad", settings)
+    if "cost" in report:
+        report["cost"]["metadynamics_overhead_us_per_step"] = (biased["us_per_step"]
+                                                               - unbiased["us_per_step"])
+    report["sampling"] = {"speed": timing, "unbiased": unbiased, "biased": biased,
                           "platform": "Reference", "timestep_fs": 2.0, "temperature_K": 300.0}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "export.json").write_text(json.dumps(report, indent=2))
-    print(json.dumps(report["cost"] | report["sampling"], indent=2))
+    print(json.dumps(report.get("cost", {}) | report["sampling"], indent=2))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,9 @@ from nct_md.export import (
     save_torchscript,
     torch_forces,
 )
+from nct_md.export.metad import bias_interval_for
 from nct_md.export.openmm_force import _EVALUATORS, CVComponent, CVEvaluator, CVTerm
+from nct_md.md.langevin import mts_langevin_integrator
 from nct_md.model import NCTModel
 
 
@@ -191,6 +193,85 @@ def test_metadynamics_20_ps(model, ala_pdb, tmp_path):
     assert free_energy.min() < 0
     assert list((tmp_path / "bias").glob("bias_*.npy"))
     assert summary["phi_sign_changes"] == phi_sign_changes(table[:, 4])
+    assert summary["bias_interval"] == 5  # the default with pace 250 and 500 steps per frame
+
+
+def test_bias_interval_default_and_checks():
+    assert bias_interval_for(None, 250, 500) == 5
+    assert bias_interval_for(None, 100, 8) == 4
+    assert bias_interval_for(None, 1, 500) == 1
+    assert bias_interval_for(2, 250, 500) == 2
+    with pytest.raises(ValueError, match="must divide --pace"):
+        bias_interval_for(4, 250, 500)
+    with pytest.raises(ValueError, match="bias_interval must be a positive integer"):
+        bias_interval_for(0, 250, 500)
+
+
+@pytest.mark.parametrize("interval", [1, 5])
+def test_bias_evaluated_every_interval_and_gaussians_every_pace(model, ala_pdb, tmp_path,
+                                                                monkeypatch, interval):
+    """2 ps (1,000 steps of 2 fs), Gaussians every 50 steps: the CVs are evaluated at about
+    1,000 / interval positions, and Gaussians are added at multiples of 0.1 ps."""
+    evaluated, deposited, stepping = [], [], []
+    call, add, step = CVEvaluator.__call__, app.Metadynamics._addGaussian, app.Metadynamics.step
+
+    def counting_call(self, positions):  # new positions while stepping (not minimising)
+        if stepping and (self._positions is None
+                         or not np.array_equal(positions, self._positions)):
+            evaluated.append(1)
+        return call(self, positions)
+
+    def flagged_step(self, simulation, steps):
+        stepping.append(1)
+        step(self, simulation, steps)
+
+    def recording_add(self, position, height, context):
+        deposited.append(context.getState().getTime().value_in_unit(unit.picosecond))
+        return add(self, position, height, context)
+
+    monkeypatch.setattr(CVEvaluator, "__call__", counting_call)
+    monkeypatch.setattr(app.Metadynamics, "_addGaussian", recording_add)
+    monkeypatch.setattr(app.Metadynamics, "step", flagged_step)
+    result = run_metadynamics(model, ala_pdb, tmp_path, ns=0.002, pace=50,
+                              bias_interval=interval, progress=False)
+    assert result["bias_interval"] == interval
+    # one evaluation per integrator step (frames and Gaussians read the last positions)
+    assert 1000 / interval <= len(evaluated) <= 1000 / interval + 2
+    np.testing.assert_allclose(deposited, 0.1 * np.arange(1, 21), atol=1e-9)
+
+
+def test_impulse_integrator_samples_the_boltzmann_distribution():
+    """Independent particles, fast spring k_f (group 0) every 2 fs and slow spring k_s to ``a``
+    (group 31) as an impulse every 5 steps: x has mean k_s a / (k_f + k_s) and variance
+    kT / (k_f + k_s); a wrongly scaled impulse (once, or interval^2) misses both by > 30 %."""
+    n, k_fast, k_slow, a, temperature = 300, 1000.0, 500.0, 0.1, 300.0
+    system = openmm.System()
+    fast = openmm.CustomExternalForce("0.5*kf*(x^2+y^2+z^2)")
+    fast.addGlobalParameter("kf", k_fast)
+    slow = openmm.CustomExternalForce("0.5*ks*(x-x0)^2")  # (the integrator has its own a, b)
+    slow.addGlobalParameter("ks", k_slow)
+    slow.addGlobalParameter("x0", a)
+    slow.setForceGroup(31)
+    for i in range(n):
+        system.addParticle(12.0)
+        fast.addParticle(i, [])
+        slow.addParticle(i, [])
+    system.addForce(fast)
+    system.addForce(slow)
+    integrator = mts_langevin_integrator(temperature, 2.0, 3, 31, {0}, 5)
+    assert integrator.getStepSize().value_in_unit(unit.femtosecond) == pytest.approx(10.0)
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(np.zeros((n, 3)))
+    context.setVelocitiesToTemperature(temperature, 3)
+    integrator.step(300)  # 3 ps: 3 friction times
+    samples = []
+    for _ in range(100):
+        integrator.step(10)
+        samples.append(positions(context)[:, 0])
+    x = np.asarray(samples)
+    kt = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin) * 300
+    assert abs(x.mean() - k_slow * a / (k_fast + k_slow)) < 0.0015
+    assert x.var() == pytest.approx(kt / (k_fast + k_slow), rel=0.1)
 
 
 def test_cli_metad_bad_input(small_model_file, ala_pdb, tmp_path, capsys):
@@ -205,6 +286,10 @@ def test_cli_metad_bad_input(small_model_file, ala_pdb, tmp_path, capsys):
     md.load(str(ala_pdb)).atom_slice(range(12)).save_pdb(str(tmp_path / "part.pdb"))
     assert main([*base, "--out", str(tmp_path / "e"), "--pdb", str(tmp_path / "part.pdb")]) == 2
     assert "this topology has 12 atoms" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "f"), "--bias-interval", "0"]) == 2
+    assert "--bias-interval must be a positive integer" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "g"), "--bias-interval", "3"]) == 2
+    assert "--bias-interval 3 must divide --pace (250 steps)" in capsys.readouterr().err
 
 
 def test_cli_metad_runs(small_model_file, ala_pdb, tmp_path, capsys):

@@ -6,6 +6,8 @@ FRICTION_PER_PS
     Friction of the ``LangevinMiddleIntegrator``, 1/ps.
 langevin_integrator(temperature, step_fs, seed)
     The integrator both drivers run.
+mts_langevin_integrator(temperature, step_fs, seed, slow_group, fast_groups, interval)
+    Its multiple-time-step form: one force group as an impulse every ``interval`` steps.
 available_platforms(), check_platform(name), platform_properties(name)
     OpenMM platforms: installed names, the check of a requested one, and its Context properties
     (one thread on CPU).
@@ -41,6 +43,21 @@ def langevin_integrator(temperature: float, step_fs: float,
     integrator = openmm.LangevinMiddleIntegrator(temperature * unit.kelvin,
                                                  FRICTION_PER_PS / unit.picosecond,
                                                  step_fs * unit.femtosecond)
+    integrator.setRandomNumberSeed(seed)
+    return integrator
+
+
+def mts_langevin_integrator(temperature: float, step_fs: float, seed: int, slow_group: int,
+                            fast_groups: set[int], interval: int) -> openmm.CustomIntegrator:
+    """BAOAB-RESPA Langevin dynamics (``openmm.MTSLangevinIntegrator``) at ``temperature`` K,
+    friction 1/ps, seeded with ``seed``: the forces of ``fast_groups`` every ``step_fs`` fs, those
+    of ``slow_group`` as an impulse (half kicks of ``interval * step_fs`` fs around the inner
+    steps) once per ``interval`` steps. One step of the returned integrator advances
+    ``interval * step_fs`` fs; forces in groups that are in neither argument are ignored."""
+    groups = [(slow_group, 1), *((group, interval) for group in sorted(fast_groups))]
+    integrator = openmm.MTSLangevinIntegrator(temperature * unit.kelvin,
+                                              FRICTION_PER_PS / unit.picosecond,
+                                              interval * step_fs * unit.femtosecond, groups)
     integrator.setRandomNumberSeed(seed)
     return integrator
 
