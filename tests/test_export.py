@@ -16,12 +16,13 @@ import mdtraj as md
 import numpy as np
 import pytest
 import torch
-from conftest import perturb
+from conftest import DATA, perturb
 
 from bench import libtorch_call
 from nct_md.cli import main
 from nct_md.errors import NCTInputError
 from nct_md.export import cv_module, load_torchscript, plumed_input, save_torchscript
+from nct_md.export.cvmodule import BIAS_UNIT, Superposition
 from nct_md.flows import (
     AffineCoupling,
     LinearPointTransform,
@@ -233,6 +234,86 @@ def test_gradients_for_any_structure(model64, xyz, noise):
     grads = np.stack([torch.autograd.grad(out[:, j].sum(), x, retain_graph=True)[0].numpy()
                       for j in range(2)], axis=1)
     assert relative_errors(grads, fd_gradients(model64, frames)).max() < 1e-6
+
+
+# -- the fused network and the superposition ------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bias_unit_passes_silu_exactly(dtype):
+    """The constant unit that carries the hidden layers' biases is its own SiLU, slope 1."""
+    unit = torch.full((1, 3), BIAS_UNIT, dtype=dtype)
+    assert torch.equal(torch.nn.functional.silu(unit), unit)
+    ones = torch.ones_like(unit)
+    assert torch.equal(torch.ops.aten.silu_backward(ones, unit), ones)
+
+
+def test_superposition_pullback_is_autograd_of_forward(model64, xyz):
+    """``run``/``pullback`` (also used by the surrogate and the TICA CV) against autograd."""
+    pre = model64.preprocessing
+    superposition = torch.jit.script(Superposition(pre.reference.double(), pre.masses.double()))
+    x = torch.from_numpy(xyz[:5].astype(np.float64).reshape(5, -1))
+    grad = torch.randn(5, 3, x.shape[1], dtype=torch.float64,
+                       generator=torch.Generator().manual_seed(0))
+    aligned, cache = superposition.run(x)
+    x_grad = x.clone().requires_grad_(True)
+    out = superposition(x_grad)
+    torch.testing.assert_close(aligned, out.detach(), rtol=0, atol=1e-14)
+    expected = torch.stack([torch.autograd.grad(out, x_grad, grad[:, j], retain_graph=True)[0]
+                            for j in range(3)], dim=1)
+    torch.testing.assert_close(superposition.pullback(cache, grad), expected, rtol=1e-10,
+                               atol=1e-12)
+
+
+def test_batched_jacobian_rows_are_the_single_frame_ones(model64, xyz):
+    """One frame (PLUMED's call: per-frame factors broadcast) and a batch take two paths."""
+    module = torch.jit.script(cv_module(model64, n_cvs=3, dtype=torch.float64))
+    x = torch.from_numpy(xyz[:4].astype(np.float64).reshape(4, -1))
+    values, jacobian = module.jacobian(x)
+    for i in range(4):
+        one_values, one_jacobian = module.jacobian(x[i:i + 1])
+        torch.testing.assert_close(one_values, values[i:i + 1], rtol=0, atol=1e-13)
+        torch.testing.assert_close(one_jacobian, jacobian[i:i + 1], rtol=1e-12, atol=1e-12)
+
+
+def test_flow_without_couplings_exports(model64, xyz):
+    """Only linear layers: the entry map gives the CVs directly."""
+    n = model64.preprocessing.n_dof
+    flow = perturb(SymplecticFlow([SymplecticScaling(n), LinearPointTransform(n)]).double(),
+                   seed=5, scale=0.2)
+    other = NCTModel(model64.preprocessing, flow, model64.latent, model64.architecture,
+                     model64.info)
+    module = torch.jit.script(cv_module(other, n_cvs=2, dtype=torch.float64))
+    frames = xyz[:20].astype(np.float64)
+    for batch in (frames, frames[:1]):
+        values, jacobian = module.jacobian(torch.from_numpy(batch.reshape(len(batch), -1)))
+        np.testing.assert_allclose(values.numpy(), in_package(other, batch), rtol=0,
+                                   atol=1e-10)
+        assert relative_errors(jacobian.numpy(), fd_gradients(other, batch)).max() < 1e-7
+
+
+def test_refuses_a_conditioner_without_hidden_layers(model):
+    n = model.preprocessing.n_dof
+    flow = SymplecticFlow([AffineCoupling(alternating_masks(n, 1, torch.Generator())[0], 8, 0)])
+    other = NCTModel(model.preprocessing, flow, model.latent, model.architecture, model.info)
+    with pytest.raises(NCTInputError, match="at least one"):
+        cv_module(other)
+
+
+def test_shipped_model_exports_with_plumeds_frozen_load(tmp_path, xyz):
+    """``data/alanine-dipeptide-heavy.pt`` (8 couplings, depth 2): file, frozen load, values
+    and derivatives against the float64 in-package model."""
+    model = NCTModel.load(DATA / "alanine-dipeptide-heavy.pt")
+    model64 = copy.deepcopy(model).double()
+    save_torchscript(model, tmp_path / "cvs.pt")
+    frozen = torch.jit.optimize_for_inference(torch.jit.freeze(
+        torch.jit.load(str(tmp_path / "cvs.pt")).eval()))
+    sample = xyz[::100]
+    ref_values, ref_grads = in_package(model64, sample), fd_gradients(model64, sample)
+    for row, value, grad in zip(sample.reshape(len(sample), -1), ref_values, ref_grads,
+                                strict=True):
+        values, derivatives = plumed_call(frozen, row)
+        assert np.abs(values - value).max() < 1e-5
+        assert relative_errors(derivatives, grad).max() < 1e-4
 
 
 # -- invariance and PLUMED conventions ------------------------------------------------------

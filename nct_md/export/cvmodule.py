@@ -12,33 +12,38 @@ Pipeline of :class:`CVModule` for a batch ``x`` of shape ``(B, 3N)`` (``x1, y1, 
    quadratic in its quaternion, so the eigenvector's arbitrary sign cancels, and the result is
    differentiable wherever the leading eigenvalue is simple (any structure that is not
    degenerate with respect to the reference, e.g. not all atoms on one point).
-2. :class:`Affine` stages: the model's preprocessing (mass weighting, projection on the internal
-   (rigid-body-free) basis, centring, principal axes, 1/sqrt(kT)) and every linear point
-   transformation of the flow, merged in float64 into as few ``x @ W + b`` maps as possible;
-   the last one also picks the k slowest latent coordinates.
-3. :class:`ScriptedCoupling` stages: the flow's affine-coupling point transformations (the
-   TorchScript counterpart of :class:`nct_md.flows.AffineCoupling`), each working on
-   coordinates permuted into (conditioning, transformed) order by the preceding affine stage.
+2. The entry :class:`Affine` map: the model's preprocessing (mass weighting, projection on the
+   internal (rigid-body-free) basis, centring, principal axes, 1/sqrt(kT)), every linear point
+   transformation of the flow before its first coupling, the permutation into that coupling's
+   split order and its conditioner's first layer, merged in float64 into one ``x @ W + b``.
+3. A chain of :class:`Coupling` stages: the flow's affine-coupling point transformations (the
+   TorchScript counterpart of :class:`nct_md.flows.AffineCoupling`), each fused with the linear
+   map to what follows it (the next coupling's input, or the k slowest latent coordinates).
+   A constant coordinate carries every bias, so each layer is a single matrix product.
 
 Derivatives
 -----------
 On one frame the cost is the number of small tensor operations, not arithmetic, and an autograd
 backward pass through the whole pipeline costs about twice the forward pass, once per CV as
-PLUMED asks for them. So every stage has a hand-written reverse-mode ``pullback`` that carries
-all k CVs' cotangents at once, and ``jacobian`` returns values and the full Jacobian from one
-forward and one such reverse sweep. When its input requires grad (PLUMED's call), ``forward``
-returns ``values + J (x - x.data)``: numerically the values, and to autograd a single
-linear node whose backward is ``J`` itself, so each of PLUMED's k backward calls costs a few
-microseconds. (``x.data`` and not ``x.detach()``: PLUMED loads the file with
-``torch.jit.freeze``, whose graph optimisation removes ``detach`` as a no-op; autograd would
-then differentiate the hand-written sweep, which has no derivatives.) Its first derivatives are
-exact; it has no second derivatives (do not differentiate the gradients of this module).
+PLUMED asks for them. So every stage has a hand-written reverse step that carries all k CVs'
+cotangents at once, and ``jacobian`` returns values and the full Jacobian from one forward and
+one such reverse sweep. When its input requires grad (PLUMED's call), ``forward`` returns
+``values + J (x - x.data)``: numerically the values, and to autograd a single linear node whose
+backward is ``J`` itself, so each of PLUMED's k backward calls costs a few microseconds.
+(``x.data`` and not ``x.detach()``: PLUMED loads the file with ``torch.jit.freeze``, whose
+graph optimisation removes ``detach`` as a no-op; autograd would then differentiate the
+hand-written sweep, which has no derivatives.) Its first derivatives are exact; it has no
+second derivatives (do not differentiate the gradients of this module).
 """
 
 import torch
 from torch import nn
 
 Tensor = torch.Tensor
+
+#: Constant unit that carries the biases through the conditioners' hidden layers: its SiLU is
+#: itself and its SiLU slope 1, exactly, in float32 and float64 (``exp(-64)`` vanishes next to 1).
+BIAS_UNIT = 64.0
 
 
 def _key_map() -> Tensor:
@@ -83,16 +88,6 @@ def _rotation_map() -> Tensor:
     return rot.reshape(16, 9)
 
 
-def _rows(per_frame: Tensor, k: int) -> Tensor:
-    """Per-frame factors ``(B, d)`` laid out for cotangent rows ``b k + j`` (``(B k, d)``).
-
-    One frame (the MD case) broadcasts as it is, with no copy.
-    """
-    if per_frame.shape[0] == 1:
-        return per_frame
-    return per_frame.repeat_interleave(k, dim=0)
-
-
 class Superposition(nn.Module):
     """Differentiable mass-weighted superposition of frames on a fixed reference.
 
@@ -119,34 +114,35 @@ class Superposition(nn.Module):
         correlation = torch.einsum("ik,nj->nikj", torch.eye(3, dtype=dtype),
                                    weighted_reference).reshape(3 * n, 9)
         key = centring @ correlation @ _key_map().to(dtype)  # (3N, 16)
-        rotation_map = _rotation_map().to(dtype)  # (16, 9)
+        # the rotation map for the transpose R^T (entry 3 l + i is R_il), so that
+        # (q @ rotation_half)[a] is half the derivative of R^T by q_a and q^T of it is R^T
+        rotation_t = _rotation_map().to(dtype).reshape(4, 4, 3, 3).transpose(2, 3)
         self.n_atoms = int(n)
         self.register_buffer("centring", centring)
         self.register_buffer("centring_t", centring.T.contiguous())
         self.register_buffer("key", key)
-        self.register_buffer("rotation_map", rotation_map)
-        # d R_flat / d q = q @ rotation_slope (as (B, 4, 9)); Q = q @ key_slope (as (B, 4, 3N))
-        # is the cotangent map u -> positions of a key-matrix cotangent u q^T
-        self.register_buffer("rotation_slope", 2 * rotation_map.reshape(4, 4, 9).transpose(
-            0, 1).reshape(4, 36).contiguous())
-        self.register_buffer("key_slope", key.reshape(3 * n, 4, 4).permute(2, 1, 0).reshape(
+        self.register_buffer("rotation_half", rotation_t.reshape(4, 36).contiguous())
+        # (q @ key_slope)[b, a] = 2 d(K q)_a / dx: twice the cotangent map u -> positions of a
+        # key-matrix cotangent u q^T (the 2 of dR/dq folded in)
+        self.register_buffer("key_slope", 2 * key.reshape(3 * n, 4, 4).permute(2, 1, 0).reshape(
             4, 12 * n).contiguous())
 
-    def _rotation(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Key-matrix eigenvalues ``(B, 4)`` and eigenvectors ``(B, 4, 4)`` (ascending) of
-        frames ``x (B, 3N)``, the leading one ``q (B, 4)`` and its rotation ``(B, 3, 3)``."""
-        eigenvalues, vectors = torch.linalg.eigh(torch.mm(x, self.key).reshape(-1, 4, 4))
+    def _rotation(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Of frames ``x (B, 3N)``: key-matrix eigenvalues ``(B, 4)`` and eigenvectors
+        ``(B, 4, 4)`` (ascending), the leading one ``q (B, 4)``, ``half (B, 4, 9)`` (half the
+        derivative of the flattened R^T by q) and the transposed rotation ``R^T (B, 3, 3)``."""
+        eigenvalues, vectors = torch.linalg.eigh(torch.mm(x, self.key).view(-1, 4, 4))
         # (plain calls, not indexing: TorchScript turns x[:, :, 3] into three operations)
         quaternion = vectors.select(2, 3)
-        outer = (quaternion.unsqueeze(2) * quaternion.unsqueeze(1)).reshape(-1, 16)
-        rotation = torch.mm(outer, self.rotation_map).reshape(-1, 3, 3)
-        return eigenvalues, vectors, quaternion, rotation
+        half = torch.mm(quaternion, self.rotation_half).view(-1, 4, 9)
+        rotation_t = torch.bmm(quaternion.unsqueeze(1), half).view(-1, 3, 3)
+        return eigenvalues, vectors, quaternion, half, rotation_t
 
     def forward(self, x: Tensor) -> Tensor:
         """Flattened frames ``(B, 3N)`` nm -> superposed frames ``(B, 3N)`` (centre of mass 0)."""
-        rotation = self._rotation(x)[3]
-        centred = torch.mm(x, self.centring).reshape(-1, self.n_atoms, 3)
-        return torch.bmm(centred, rotation.transpose(1, 2)).reshape(x.shape[0], 3 * self.n_atoms)
+        rotation_t = self._rotation(x)[4]
+        centred = torch.mm(x, self.centring).view(-1, self.n_atoms, 3)
+        return torch.bmm(centred, rotation_t).view(-1, 3 * self.n_atoms)
 
     @torch.jit.export
     def run(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
@@ -154,31 +150,42 @@ class Superposition(nn.Module):
 
         The leading eigenvector q of the key matrix K moves by ``P dK q`` with ``P = sum_i
         v_i v_i^T / (l_4 - l_i)`` over the other eigenpairs (first-order perturbation theory),
-        so the whole rotation's cotangent map is one per-frame matrix ``(B, 9, 3N)``.
+        so the rotation's part of the cotangent map is one per-frame matrix ``(B, 3N, 3N)``.
         """
-        batch = x.shape[0]
-        eigenvalues, vectors, quaternion, rotation = self._rotation(x)
+        n_in = 3 * self.n_atoms
+        eigenvalues, vectors, quaternion, half, rotation_t = self._rotation(x)
         others = vectors.narrow(2, 0, 3)
         gaps = eigenvalues.narrow(1, 3, 1) - eigenvalues.narrow(1, 0, 3)
         slope = torch.bmm(others / gaps.unsqueeze(1), others.transpose(1, 2))  # P, (B, 4, 4)
-        d_rotation = torch.mm(quaternion, self.rotation_slope).reshape(batch, 4, 9)
-        to_positions = torch.mm(quaternion, self.key_slope).reshape(batch, 4, 3 * self.n_atoms)
-        rotation_pullback = torch.bmm(d_rotation.transpose(1, 2), torch.bmm(slope, to_positions))
-        centred = torch.mm(x, self.centring).reshape(batch, self.n_atoms, 3)
-        aligned = torch.bmm(centred, rotation.transpose(1, 2)).reshape(batch, 3 * self.n_atoms)
-        return aligned, [centred, rotation, rotation_pullback]
+        to_positions = torch.mm(quaternion, self.key_slope).view(-1, 4, n_in)
+        # cotangent map of R^T (rows 3 l + i) to the positions, (B, 9, 3N)
+        rotation_pullback = torch.bmm(half.transpose(1, 2), torch.bmm(slope, to_positions))
+        centred = torch.mm(x, self.centring).view(-1, self.n_atoms, 3)
+        aligned = torch.bmm(centred, rotation_t).view(-1, n_in)
+        # aligned_ni = sum_l centred_nl R^T_li: a cotangent g on it reaches R^T_li as
+        # sum_n centred_nl g_ni, so the rotation's whole map is centred (x) rotation_pullback
+        through_rotation = torch.bmm(centred, rotation_pullback.view(-1, 3, 3 * n_in))
+        return aligned, [rotation_t.transpose(1, 2), through_rotation.view(-1, n_in, n_in)]
 
     @torch.jit.export
     def pullback(self, cache: list[Tensor], grad: Tensor) -> Tensor:
         """Cotangents ``(B, k, 3N)`` on the superposed frames -> on the input frames."""
-        centred, rotation, rotation_pullback = cache
         batch, k, n_in = grad.shape[0], grad.shape[1], grad.shape[2]
-        per_atom = grad.reshape(batch, k * self.n_atoms, 3)
-        direct = torch.mm(torch.bmm(per_atom, rotation).reshape(batch * k, n_in),
-                          self.centring_t).reshape(batch, k, n_in)
-        g_rotation = torch.bmm(grad.reshape(batch, k, self.n_atoms, 3).transpose(2, 3).reshape(
-            batch, 3 * k, self.n_atoms), centred).reshape(batch, k, 9)
-        return direct + torch.bmm(g_rotation, rotation_pullback)
+        centred = torch.mm(grad.reshape(batch * k, n_in), self.centring_t)
+        return self.pullback_centred(cache, centred.view(batch, k, n_in))
+
+    @torch.jit.export
+    def pullback_centred(self, cache: list[Tensor], grad: Tensor) -> Tensor:
+        """:meth:`pullback` of cotangents ``(B, k, 3N)`` already multiplied by ``centring_t``.
+
+        Centring and the rotation of each atom commute, and a centred cotangent reaches the
+        rotation as the plain one does (the mass-weighted centred positions sum to zero), so
+        a caller may fold ``centring_t`` into its own last map (:class:`CVNetwork` does).
+        """
+        rotation, through_rotation = cache
+        batch, k = grad.shape[0], grad.shape[1]
+        direct = torch.bmm(grad.view(batch, k * self.n_atoms, 3), rotation)
+        return torch.baddbmm(direct.view(grad.shape), grad, through_rotation)
 
 
 class Affine(nn.Module):
@@ -193,85 +200,103 @@ class Affine(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return torch.addmm(self.bias, x, self.weight)
 
-    def run(self, x: Tensor, k: int) -> tuple[Tensor, list[Tensor]]:
-        """Values ``(B, n_out)`` and an empty cache (the map is linear)."""
-        return torch.addmm(self.bias, x, self.weight), []
 
-    def pullback(self, cache: list[Tensor], grad: Tensor) -> Tensor:
-        """Cotangents ``(B k, n_out)`` -> ``(B k, n_in)`` (row ``b k + j``: frame b, CV j)."""
-        return torch.mm(grad, self.weight_t)
+class Matrix(nn.Module):
+    """A constant matrix ``weight (n_in, n_out)`` (the reverse sweep uses its transposed view:
+    one copy of each matrix keeps the whole network in the CPU's cache)."""
+
+    def __init__(self, weight: Tensor):
+        super().__init__()
+        self.register_buffer("weight", weight.contiguous())
 
 
-class ScriptedCoupling(nn.Module):
-    """Affine-coupling point transformation on split-ordered coordinates ``[q_a, q_b]``.
+class Coupling(nn.Module):
+    """An affine coupling fused with the linear map to what follows it, and the rest of the flow.
 
-    ``Q_a = q_a`` and ``Q_b = q_b exp(s) + t`` with ``h = silu(... silu(L_1 q_a))`` through the
-    hidden affine layers ``L_i``, ``[r, t] = head(h)`` and ``s = max_log_scale * tanh(r)``. The
-    training layer's input and output scales and ``1 / max_log_scale`` are folded into the
-    affine maps, and the permutations into and out of split order into the neighbouring
-    :class:`Affine` stages.
+    Works on ``X = [q, 1, p, BIAS_UNIT]`` (``(B, n + 1 + H + 1)``): the coupling's coordinates
+    ``q`` in split order (``q_a`` first), a constant 1, and the pre-activation ``p`` of the
+    conditioner's first hidden layer with a constant :data:`BIAS_UNIT` (it carries the hidden
+    layers' biases: ``silu(BIAS_UNIT) == BIAS_UNIT`` exactly, so every layer is one matrix
+    product). With ``h = silu(... silu(p))`` through ``hidden`` and ``[r, t] = h @ head``
+    (zero on the ``q_a`` and constant columns):
+    ``z = q exp(max_log_scale tanh(r)) + t`` (``q_a`` and the constant unchanged), and
+    ``z @ exit`` is the next coupling's ``X`` (``rest``) or, for the last one, the CVs. The
+    training layer's feature scales and ``1 / max_log_scale``, every linear layer of the flow
+    and the permutations into split order are folded into these matrices.
 
     Parameters
     ----------
-    hidden : list of Affine
-        Hidden layers, each followed by SiLU (may be empty).
-    head : Affine
-        Hidden features -> ``2 n_b`` outputs: log-scales before the tanh bound, then shifts.
+    hidden : list of tensors ``(H + 1, H + 1)``
+        The conditioner's hidden-to-hidden layers, each followed by SiLU (may be empty).
+    head : tensor ``(H + 1, 2 (n + 1))``
+        Last hidden features -> ``[r, t]``.
+    exit : tensor ``(n + 1, m)``
+        ``z`` -> the next stage's input (``m``: its ``X`` width, or the number of CVs).
     max_log_scale : float
+    rest : Coupling or None
+        The next coupling; None for the last one.
     """
 
-    def __init__(self, hidden: list[Affine], head: Affine, max_log_scale: float):
+    def __init__(self, hidden: list[Tensor], head: Tensor, exit: Tensor, max_log_scale: float,
+                 rest: "Coupling | None"):
         super().__init__()
-        self.hidden = nn.ModuleList(hidden)
-        # the same layers, last first, for the reverse sweep (TorchScript cannot reverse a
-        # ModuleList); their buffers are shared, not copied
-        self.hidden_reversed = nn.ModuleList(hidden[::-1])
-        self.head = head
-        self.n_a = int((hidden[0] if hidden else head).weight.shape[0])
-        self.n_b = int(head.weight.shape[1]) // 2
+        self.hidden = nn.ModuleList([Matrix(w) for w in hidden])
+        # the same layers, last first, for the reverse sweep (buffers shared, not copied)
+        self.hidden_reversed = nn.ModuleList(list(self.hidden)[::-1])
+        self.n = int(head.shape[1]) // 2
+        self.width = int(head.shape[0])
         self.max_log_scale = float(max_log_scale)
-        # head.weight_t with the log-scale rows times max_log_scale (ds/dr = max_log_scale *
-        # tanh'(r)): the pullback's map from [dr-cotangent / max_log_scale, dt-cotangent]
-        pullback = head.weight_t.clone()
-        pullback[:self.n_b] *= self.max_log_scale
-        self.register_buffer("head_pullback", pullback)
+        self.register_buffer("head", head.contiguous())
+        self.register_buffer("exit", exit.contiguous())
+        # (addcmul's zero term: max_log_scale g slope in one operation)
+        self.register_buffer("zero", torch.zeros(1, 1, dtype=head.dtype))
+        self.rest = rest
 
-    def forward(self, q: Tensor) -> Tensor:
-        qa, qb = q.split([self.n_a, self.n_b], dim=1)
-        h = qa
+    def forward(self, x: Tensor) -> Tensor:
+        """``X (B, n + 1 + H + 1)`` -> the CVs ``(B, k)``."""
+        q, p = x.split([self.n, self.width], dim=1)
+        h = torch.nn.functional.silu(p)
         for layer in self.hidden:
-            h = torch.nn.functional.silu(layer(h))
-        raw, t = self.head(h).split([self.n_b, self.n_b], dim=1)
-        s = self.max_log_scale * torch.tanh(raw)
-        return torch.cat([qa, torch.addcmul(t, qb, s.exp())], dim=1)
+            h = torch.nn.functional.silu(torch.mm(h, layer.weight))
+        r, t = torch.mm(h, self.head).split([self.n, self.n], dim=1)
+        z = torch.addcmul(t, q, torch.exp(torch.tanh(r) * self.max_log_scale))
+        out = torch.mm(z, self.exit)
+        if self.rest is None:
+            return out
+        return self.rest(out)
 
-    def run(self, q: Tensor, k: int) -> tuple[Tensor, list[Tensor]]:
-        """Values ``(B, n)`` and the cache, laid out for the k CVs' cotangent rows:
-        ``[exp(s), q_b exp(s), tanh(r), pre-activation of each hidden layer ...]``."""
-        qa, qb = q.split([self.n_a, self.n_b], dim=1)
-        h = qa
-        pre_activations: list[Tensor] = []
+    def sweep(self, x: Tensor, k: int, single: bool) -> tuple[Tensor, Tensor]:
+        """The CVs ``(B, k)`` and their cotangents on ``X``, ``(B k, n + 1 + H + 1)`` (row
+        ``b k + j``: frame b, CV j); ``single``: B is 1 (per-frame factors then broadcast)."""
+        q, p = x.split([self.n, self.width], dim=1)
+        pre = [p]
+        h = torch.nn.functional.silu(p)
         for layer in self.hidden:
-            pre = layer(h)
-            pre_activations.append(_rows(pre, k))
-            h = torch.nn.functional.silu(pre)
-        raw, t = self.head(h).split([self.n_b, self.n_b], dim=1)
-        bounded = torch.tanh(raw)
-        scale = (self.max_log_scale * bounded).exp()
-        scaled = qb * scale
-        out = torch.cat([qa, scaled + t], dim=1)
-        return out, [_rows(scale, k), _rows(scaled, k), _rows(bounded, k)] + pre_activations
-
-    def pullback(self, cache: list[Tensor], grad: Tensor) -> Tensor:
-        """Cotangents ``(B k, n)`` on the outputs -> on the inputs (row ``b k + j``)."""
-        g_a, g_b = grad.split([self.n_a, self.n_b], dim=1)
-        g_raw = torch.ops.aten.tanh_backward(g_b * cache[1], cache[2])
-        g_h = torch.mm(torch.cat([g_raw, g_b], dim=1), self.head_pullback)
-        i = len(self.hidden)
+            p = torch.mm(h, layer.weight)
+            pre.append(p)
+            h = torch.nn.functional.silu(p)
+        r, t = torch.mm(h, self.head).split([self.n, self.n], dim=1)
+        bounded = torch.tanh(r)
+        scale = torch.exp(bounded * self.max_log_scale)
+        scaled = q * scale
+        out = torch.mm(scaled + t, self.exit)
+        slope = torch.ops.aten.tanh_backward(scaled, bounded)  # dz/dr / max_log_scale
+        if self.rest is None:
+            values = out
+            grad = self.exit.t() if single else self.exit.t().repeat(x.shape[0], 1)
+        else:
+            values, grad_out = self.rest.sweep(out, k, single)
+            grad = torch.mm(grad_out, self.exit.t())
+        if not single:
+            scale = scale.repeat_interleave(k, dim=0)
+            slope = slope.repeat_interleave(k, dim=0)
+            pre = [a.repeat_interleave(k, dim=0) for a in pre]
+        g_r = torch.addcmul(self.zero, grad, slope, value=self.max_log_scale)
+        g = torch.ops.aten.silu_backward(torch.mm(torch.cat([g_r, grad], dim=1), self.head.t()),
+                                         pre.pop())
         for layer in self.hidden_reversed:
-            i -= 1
-            g_h = torch.mm(torch.ops.aten.silu_backward(g_h, cache[3 + i]), layer.weight_t)
-        return torch.cat([g_a + g_h, g_b * cache[0]], dim=1)
+            g = torch.ops.aten.silu_backward(torch.mm(g, layer.weight.t()), pre.pop())
+        return values, torch.cat([grad * scale, g], dim=1)
 
 
 class CVNetwork(nn.Module):
@@ -282,54 +307,57 @@ class CVNetwork(nn.Module):
     superposition : Superposition
         In float64 (it runs in float64 whatever the network's dtype: a float32 superposition
         costs as much accuracy as the whole float32 network).
-    stages : list of Affine / ScriptedCoupling modules
-        Applied in order to the ``(B, 3N)`` superposed, flattened frames.
-    head : Affine
-        Last map, to ``(B, n_cvs)``; its dtype is the network's computing dtype.
+    entry : Affine
+        Superposed, flattened frames ``(B, 3N)`` -> the first coupling's input ``X``, or the
+        CVs when there is no coupling; its dtype is the network's computing dtype.
+    couplings : Coupling or None
+        The first coupling (it holds the others).
 
     ``forward`` maps ``x (B, 3N)`` nm, atom-major (``x1, y1, z1, x2, ...``), in any floating
     dtype, to ``(B, n_cvs)`` CVs (model units: ps) in the dtype of ``x``.
     """
 
-    def __init__(self, superposition: Superposition, stages: list[nn.Module], head: Affine):
+    def __init__(self, superposition: Superposition, entry: Affine, couplings: Coupling | None):
         super().__init__()
         self.superposition = superposition
-        self.stages = nn.ModuleList(stages)
-        # the same stages, last first, for the reverse sweep (buffers shared)
-        self.stages_reversed = nn.ModuleList(stages[::-1])
-        self.head = head
+        self.entry = entry
+        self.couplings = couplings
         self.n_atoms = superposition.n_atoms
-        self.n_cvs = int(head.weight.shape[1])
+        last = couplings
+        while last is not None and last.rest is not None:
+            last = last.rest
+        self.n_cvs = int((entry.weight if last is None else last.exit).shape[1])
+        # the entry's reverse map with the superposition's centring folded in
+        # (Superposition.pullback_centred)
+        self.register_buffer("entry_pullback", (
+            entry.weight_t.double() @ superposition.centring_t).to(entry.weight.dtype))
 
     def forward(self, x: Tensor) -> Tensor:
-        z = self.superposition(x.to(torch.float64)).to(self.head.weight.dtype)
-        for stage in self.stages:
-            z = stage(z)
-        return self.head(z).to(x.dtype)
+        aligned = self.superposition(x.to(torch.float64))
+        z = self.entry(aligned.to(self.entry.weight.dtype))
+        if self.couplings is not None:
+            z = self.couplings(z)
+        return z.to(x.dtype)
 
     @torch.jit.export
     def jacobian(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """CVs ``(B, n_cvs)`` and their Jacobian ``(B, n_cvs, 3N)`` (ps/nm), without autograd.
 
-        One forward sweep keeps what each stage's ``pullback`` needs; one reverse sweep carries
-        the cotangents of all CVs together. Call it on inputs that do not require grad.
+        One forward sweep keeps what each stage's reverse step needs; one reverse sweep
+        carries the cotangents of all CVs together. Call it on inputs that do not require grad.
         """
-        batch, n_in, k = x.shape[0], 3 * self.n_atoms, self.n_cvs
+        batch, k = x.shape[0], self.n_cvs
+        single = batch == 1
         aligned, aligned_cache = self.superposition.run(x.to(torch.float64))
-        z = aligned.to(self.head.weight.dtype)
-        caches: list[list[Tensor]] = []
-        for stage in self.stages:
-            z, cache = stage.run(z, k)
-            caches.append(cache)
-        values = self.head(z)
-        # cotangents of all frames and CVs as rows b k + j (frame b, CV j)
-        grad = self.head.weight_t if batch == 1 else self.head.weight_t.repeat(batch, 1)
-        i = len(caches)
-        for stage in self.stages_reversed:
-            i -= 1
-            grad = stage.pullback(caches[i], grad)
-        grad = self.superposition.pullback(
-            aligned_cache, grad.to(torch.float64).reshape(batch, k, n_in))
+        z = self.entry(aligned.to(self.entry.weight.dtype))
+        if self.couplings is None:
+            values = z
+            grad = self.entry_pullback if single else self.entry_pullback.repeat(batch, 1)
+        else:
+            values, grad_entry = self.couplings.sweep(z, k, single)
+            grad = torch.mm(grad_entry, self.entry_pullback)
+        grad = self.superposition.pullback_centred(
+            aligned_cache, grad.to(torch.float64).view(batch, k, 3 * self.n_atoms))
         return values.to(x.dtype), grad.to(x.dtype)
 
 
@@ -391,8 +419,10 @@ class CVModule(nn.Module):
             return self.network(x)
         constant = x.data  # survives torch.jit.freeze, unlike detach() (module docstring)
         values, jacobian = self.linearization.forward(constant)
-        if x.shape[0] == 1:  # one frame (PLUMED, MD): the autograd graph is one addmm
-            return torch.addmm(values, x - constant, jacobian.select(0, 0).t())
+        if x.shape[0] == 1:
+            # one frame (PLUMED, MD): the autograd graph is one addmm node (through linear: a
+            # frozen graph splits a plain torch.addmm into two nodes, mm and add)
+            return torch.nn.functional.linear(x - constant, jacobian.select(0, 0), values)
         return values + (jacobian * (x - constant).unsqueeze(1)).sum(2)
 
     @torch.jit.export

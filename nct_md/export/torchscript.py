@@ -28,7 +28,14 @@ from torch import nn
 from nct_md import __version__
 from nct_md.atomic import atomic_path
 from nct_md.errors import NCTInputError
-from nct_md.export.cvmodule import Affine, CVModule, CVNetwork, ScriptedCoupling, Superposition
+from nct_md.export.cvmodule import (
+    BIAS_UNIT,
+    Affine,
+    Coupling,
+    CVModule,
+    CVNetwork,
+    Superposition,
+)
 from nct_md.flows import (
     AffineCoupling,
     LinearPointTransform,
@@ -53,63 +60,104 @@ def _linear_matrix(layer: SymplecticLayer, n: int) -> Tensor:
         return copy.deepcopy(layer).double().transform_positions(torch.eye(n, dtype=torch.float64))
 
 
-def _affine(weight: Tensor, bias: Tensor, dtype: torch.dtype) -> Affine:
-    """``x @ weight.T + bias`` (``nn.Linear``'s convention) as an :class:`Affine` in ``dtype``."""
-    return Affine(weight.detach().T.contiguous().to(dtype), bias.detach().to(dtype))
+def _augmented(weight: Tensor, bias: Tensor, unit: float = 1.0) -> Tensor:
+    """``[[weight], [bias / unit]]`` ``(n_in + 1, n_out)``: the map of ``[x, unit]`` (float64)."""
+    return torch.cat([weight, bias[None] / unit]).double()
 
 
-def _coupling(layer: AffineCoupling, dtype: torch.dtype) -> tuple[ScriptedCoupling, Tensor]:
-    """The exported coupling and its split permutation ``P (n, n)``: ``q @ P = [q_a, q_b]``.
+def _with_unit(weight: Tensor, unit: float) -> Tensor:
+    """``weight (n_in + 1, n_out)`` and a last column that is ``unit`` for the input's own
+    constant unit (last row) and 0 elsewhere: the constant passes on to the output."""
+    column = torch.zeros(weight.shape[0], 1, dtype=torch.float64)
+    column[-1] = unit
+    return torch.cat([weight, column], dim=1)
 
-    The conditioner must be ``[Linear, SiLU] * depth + [Linear]`` (as built by
+
+class _Conditioner:
+    """An exported :class:`AffineCoupling`'s conditioner, in float64, biases folded.
+
+    ``first (n_a + 1, H + 1)``: ``[q_a, 1]`` -> ``[p, BIAS_UNIT]``, the first hidden layer's
+    pre-activation; ``hidden``: the other hidden layers ``(H + 1, H + 1)``; ``head
+    (H + 1, 2 (n + 1))``: ``[h, BIAS_UNIT]`` -> ``[r, t]`` over the split-ordered coordinates and
+    the constant (zero for ``q_a`` and the constant); ``split (n, n)``: ``q @ split = [q_a, q_b]``.
+    The conditioner must be ``[Linear, SiLU] * depth + [Linear]`` with depth >= 1 (as built by
     :func:`nct_md.flows.coupling.mlp`).
     """
-    net = [copy.deepcopy(m).double() for m in layer.conditioner]
-    hidden, last = net[:-1:2], net[-1]
-    expected = [nn.Linear, nn.SiLU] * len(hidden) + [nn.Linear]
-    if [type(m) for m in net] != expected:
-        raise NCTInputError("cannot export a coupling whose conditioner is not alternating "
-                            "Linear and SiLU layers ending with a Linear layer")
-    scale = layer.feature_scale.detach().cpu().double()
-    idx_a, idx_b = layer.idx_a.cpu(), layer.idx_b.cpu()
-    first = hidden[0] if hidden else last
-    with torch.no_grad():
-        first.weight.div_(scale[idx_a])  # the conditioner sees q_a / scale_a
-    n_b = idx_b.numel()
-    head_weight = torch.cat([last.weight[:n_b] / layer.max_log_scale,
-                             last.weight[n_b:] * scale[idx_b, None]])
-    head_bias = torch.cat([last.bias[:n_b] / layer.max_log_scale, last.bias[n_b:] * scale[idx_b]])
-    order = torch.cat([idx_a, idx_b])
-    split = torch.eye(order.numel(), dtype=torch.float64)[:, order]
-    coupling = ScriptedCoupling([_affine(h.weight, h.bias, dtype) for h in hidden],
-                        _affine(head_weight, head_bias, dtype), layer.max_log_scale)
-    return coupling, split
+
+    def __init__(self, layer: AffineCoupling):
+        net = [copy.deepcopy(m).double() for m in layer.conditioner]
+        hidden, last = net[:-1:2], net[-1]
+        expected = [nn.Linear, nn.SiLU] * len(hidden) + [nn.Linear]
+        if [type(m) for m in net] != expected or not hidden:
+            raise NCTInputError("cannot export a coupling whose conditioner is not alternating "
+                                "Linear and SiLU layers (at least one) ending with a Linear "
+                                "layer")
+        scale = layer.feature_scale.detach().cpu().double()
+        idx_a, idx_b = layer.idx_a.cpu(), layer.idx_b.cpu()
+        n_a, n_b = idx_a.numel(), idx_b.numel()
+        mls = layer.max_log_scale
+        with torch.no_grad():
+            first = hidden[0]  # the conditioner sees q_a / scale_a
+            self.first = _with_unit(_augmented(first.weight.T / scale[idx_a, None], first.bias),
+                                    BIAS_UNIT)
+            self.hidden = [_with_unit(_augmented(h.weight.T, h.bias, BIAS_UNIT), 1.0)
+                           for h in hidden[1:]]
+            head = torch.zeros(first.out_features + 1, 2 * (n_a + n_b + 1), dtype=torch.float64)
+            log_scale = _augmented(last.weight[:n_b].T / mls, last.bias[:n_b] / mls, BIAS_UNIT)
+            shift = _augmented(last.weight[n_b:].T * scale[idx_b], last.bias[n_b:] * scale[idx_b],
+                               BIAS_UNIT)
+            head[:, n_a:n_a + n_b] = log_scale
+            head[:, 2 * n_a + n_b + 1:2 * (n_a + n_b) + 1] = shift
+        self.head = head
+        self.max_log_scale = float(mls)
+        order = torch.cat([idx_a, idx_b])
+        self.split = torch.eye(order.numel(), dtype=torch.float64)[:, order]
+        self.n_a = n_a
+
+    def entry(self, weight: Tensor) -> Tensor:
+        """The map of ``[y, 1]`` to this coupling's input ``X = [q, 1, p, BIAS_UNIT]``, given
+        ``weight (m + 1, n)``: ``[y, 1]`` -> the flow coordinates ``q`` in their own order."""
+        q = weight @ self.split
+        unit = torch.zeros(weight.shape[0], 1, dtype=torch.float64)
+        unit[-1] = 1.0
+        first = torch.cat([q[:, :self.n_a], unit], dim=1) @ self.first
+        return torch.cat([q, unit, first], dim=1)
 
 
-def _stages(model: NCTModel, n_cvs: int, dtype: torch.dtype) -> tuple[list[nn.Module], Affine]:
-    """Affine and coupling stages, and the final affine head to the ``n_cvs`` CVs.
+def _network(model: NCTModel, n_cvs: int, dtype: torch.dtype
+             ) -> tuple[Affine, Coupling | None]:
+    """The entry map (superposed frames -> first coupling's input, or -> CVs) and the chain of
+    :class:`Coupling` stages.
 
-    A running ``(W, b)`` maps the last emitted stage's output to the flow's coordinates in
-    their own order; linear layers and permutations are multiplied into it in float64 and it is
-    emitted (as one :class:`Affine`) only before a coupling and at the end.
+    A running augmented map (``[y, 1]`` -> the flow's coordinates in their own order, float64)
+    has every linear layer and permutation multiplied into it; it becomes the entry map of the
+    next coupling, or the map to the CVs at the end.
     """
     n = model.preprocessing.n_dof
     select = torch.eye(n, dtype=torch.float64)[:, model.latent.slow_order().cpu()] \
         @ model.cv_matrix(n_cvs)
     weight, bias, _, _ = model.preprocessing.affine()  # superposed frames -> model units
-    stages: list[nn.Module] = []
+    running = _augmented(weight, bias)
+    conditioners: list[_Conditioner] = []
+    entries: list[Tensor] = []
     for layer in model.flow.layers:
         if isinstance(layer, LINEAR_LAYERS):
-            w = _linear_matrix(layer, n)
-            weight, bias = weight @ w, bias @ w
+            running = running @ _linear_matrix(layer, n)
         elif isinstance(layer, AffineCoupling):
-            coupling, split = _coupling(layer, dtype)
-            stages += [Affine((weight @ split).to(dtype), (bias @ split).to(dtype)), coupling]
-            weight, bias = split.T.clone(), torch.zeros(n, dtype=torch.float64)
+            conditioners.append(_Conditioner(layer))
+            entries.append(conditioners[-1].entry(running))
+            # z = [coordinates in split order, 1] -> [coordinates in their own order, 1]
+            running = _augmented(conditioners[-1].split.T, torch.zeros(n, dtype=torch.float64))
         else:
             raise NCTInputError(f"cannot export flow layer {type(layer).__name__}: only affine "
                                 "couplings and linear point transformations are supported")
-    return stages, Affine((weight @ select).to(dtype), (bias @ select).to(dtype))
+    entries.append(running @ select)
+    chain: Coupling | None = None
+    for i in reversed(range(len(conditioners))):
+        c = conditioners[i]
+        chain = Coupling([h.to(dtype) for h in c.hidden], c.head.to(dtype),
+                         entries[i + 1].to(dtype), c.max_log_scale, chain)
+    return Affine(entries[0][:-1].to(dtype), entries[0][-1].to(dtype)), chain
 
 
 def cv_module(model: NCTModel, n_cvs: int = 2, dtype: torch.dtype = torch.float32) -> CVModule:
@@ -140,8 +188,7 @@ def cv_module(model: NCTModel, n_cvs: int = 2, dtype: torch.dtype = torch.float3
     model = copy.deepcopy(model).cpu()
     pre = model.preprocessing
     superposition = Superposition(pre.reference.double(), pre.masses.double())
-    stages, head = _stages(model, n_cvs, dtype)
-    module = CVModule(CVNetwork(superposition, stages, head),
+    module = CVModule(CVNetwork(superposition, *_network(model, n_cvs, dtype)),
                       list(model.info.atom_indices))
     return module.eval()
 
