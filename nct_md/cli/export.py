@@ -18,7 +18,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "plumed: --out is a folder that receives nct_cvs.pt and a ready plumed.dat "
         "(WHOLEMOLECULES, POSITION, PYTORCH_MODEL, OPES_METAD or METAD on CV1/CV2). openmm: "
         "--out is a folder that receives nct_cvs.pt and nct_openmm.py (PythonForce CVs for "
-        "CustomCVForce and app.Metadynamics; needs numpy, torch and openmm only).")
+        "CustomCVForce and app.Metadynamics; needs numpy, torch and openmm only). With "
+        "--surrogate, the CV file holds instead a compact network (superposition, then a small "
+        "tanh network) distilled from the CVs on values and gradients of --surrogate-data "
+        "frames and noisy copies of them, in the same convention; every third trajectory (the "
+        "second of two) is held out and the surrogate's fidelity on it (per-CV R^2, gradient "
+        "cosine) is printed and stored in the file's metadata.")
     parser.add_argument("model_path", metavar="model", type=Path,
                         help="model file written by nct-md train")
     parser.add_argument("--format", required=True, choices=("torchscript", "plumed", "openmm"),
@@ -33,11 +38,35 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--n-biased", type=int, default=None,
                         help="plumed: number of CVs biased (default min(2, n-cvs))")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    surrogate = parser.add_argument_group("surrogate (opt-in approximation of the CVs)")
+    surrogate.add_argument("--surrogate", action="store_true",
+                           help="write a distilled surrogate instead of the exact CVs")
+    surrogate.add_argument("--surrogate-data", nargs="+", type=Path, default=(), metavar="TRAJ",
+                           help="trajectory files to distil on (at least 2)")
+    surrogate.add_argument("--top", type=Path, default=None,
+                           help="topology of the trajectories (default: the first file's)")
+    surrogate.add_argument("--stride", type=int, default=1,
+                           help="keep every stride-th frame (default 1)")
+    surrogate.add_argument("--surrogate-hidden", type=int, nargs="+", default=[64, 64],
+                           metavar="WIDTH", help="hidden layer widths (default 64 64)")
+    surrogate.add_argument("--surrogate-epochs", type=int, default=500,
+                           help="training epochs (default 500)")
+    surrogate.add_argument("--surrogate-noise", type=float, default=0.005, metavar="NM",
+                           help="standard deviation of the noise of the perturbed frames, nm "
+                                "(default 0.005)")
     # n_cvs errors come from save_torchscript and keep its parameter name
-    parser.set_defaults(func=run, flags=param_flags(parser, "n_biased", "out"))
+    flags = param_flags(parser, "n_biased", "out", "surrogate_data", "stride") | {
+        "hidden": "--surrogate-hidden", "epochs": "--surrogate-epochs",
+        "noise_nm": "--surrogate-noise"}
+    parser.set_defaults(func=run, flags=flags)
 
 
 def run(args: argparse.Namespace) -> None:
     from nct_md.export.files import export_model
+    from nct_md.export.surrogate import DistilSettings
 
-    export_model(**options(args))
+    kwargs = options(args)
+    settings = DistilSettings(hidden=tuple(kwargs.pop("surrogate_hidden")),
+                              epochs=kwargs.pop("surrogate_epochs"),
+                              noise_nm=kwargs.pop("surrogate_noise"))
+    export_model(**kwargs | {"surrogate": settings if kwargs["surrogate"] else None})
