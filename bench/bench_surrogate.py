@@ -7,7 +7,7 @@ process, interleaved, with PLUMED's call sequence (``bench/plumed_call.cpp``), l
 frozen as PLUMED does: the surrogate, the matched Deep-TICA-shaped reference CV
 (:mod:`bench.reference_cv`) and the exact exported CV.
 
-With ``--metad-ns T`` (record: 3 ns) it then runs well-tempered metadynamics on CV1 + CV2 of the
+With ``--metad-ns T`` (default 2 ns) it then runs well-tempered metadynamics on CV1 + CV2 of the
 exact CV and of the surrogate (:func:`nct_md.export.metad.run_well_tempered`, the package's
 default bias settings and grid, amber99sbildn + OBC, 300 K, Reference platform) for each of
 ``--metad-seeds``, the two CVs alternating with an unbiased run of the same length per seed:
@@ -141,7 +141,7 @@ def main() -> None:
                         help="smoke run: every 8th frame, 100 epochs, short timings")
     parser.add_argument("--epochs", type=int, default=None, help="distillation epochs "
                         "(default: DistilSettings' default, 100 with --quick)")
-    parser.add_argument("--metad-ns", type=float, default=3.0,
+    parser.add_argument("--metad-ns", type=float, default=2.0,
                         help="length of each metadynamics comparison run, ns (0: skip)")
     parser.add_argument("--metad-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
