@@ -72,6 +72,23 @@ class DistilSettings:
         check_number("gradient_weight", self.gradient_weight, zero=True)
 
 
+def tanh_network(h: Tensor, weights: list[Tensor], biases: list[Tensor]
+                 ) -> tuple[Tensor, Tensor]:
+    """Values ``(B, k)`` and Jacobian ``d values / d h`` ``(B, k, n_in)`` of affine layers
+    ``h @ weights[i] + biases[i]`` (weights ``(n_i, n_{i+1})``) with tanh after every layer but
+    the last, in one forward and one reverse sweep (TorchScript-compatible)."""
+    activations: list[Tensor] = []
+    for i in range(len(weights) - 1):
+        h = torch.tanh(torch.addmm(biases[i], h, weights[i]))
+        activations.append(h)
+    values = torch.addmm(biases[-1], h, weights[-1])
+    grad = weights[-1].t().unsqueeze(0).expand(h.shape[0], values.shape[1], h.shape[1])
+    for i in range(len(activations) - 1, -1, -1):
+        slope = 1 - activations[i] * activations[i]
+        grad = torch.matmul(grad * slope.unsqueeze(1), weights[i].t())
+    return values, grad
+
+
 class SurrogateNetwork(nn.Module):
     """Superposition, then affine layers with tanh between them: ``(B, 3N)`` nm -> ``(B, k)``.
 
@@ -84,7 +101,6 @@ class SurrogateNetwork(nn.Module):
         super().__init__()
         self.superposition = superposition
         self.hidden = nn.ModuleList(hidden)
-        self.hidden_reversed = nn.ModuleList(hidden[::-1])  # buffers shared, not copied
         self.head = head
         self.n_atoms = superposition.n_atoms
         self.n_cvs = int(head.weight.shape[1])
@@ -99,18 +115,9 @@ class SurrogateNetwork(nn.Module):
     def jacobian(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """CVs ``(B, k)`` and their Jacobian ``(B, k, 3N)`` (ps/nm), without autograd."""
         aligned, cache = self.superposition.run(x.to(torch.float64))
-        h = aligned.to(self.head.weight.dtype)
-        activations: list[Tensor] = []
-        for layer in self.hidden:
-            h = torch.tanh(layer(h))
-            activations.append(h)
-        values = self.head(h)
-        grad = self.head.weight_t.unsqueeze(0).expand(x.shape[0], self.n_cvs, h.shape[1])
-        i = len(activations)
-        for layer in self.hidden_reversed:
-            i -= 1
-            slope = 1 - activations[i] * activations[i]
-            grad = torch.matmul(grad * slope.unsqueeze(1), layer.weight_t)
+        weights = [layer.weight for layer in self.hidden] + [self.head.weight]
+        biases = [layer.bias for layer in self.hidden] + [self.head.bias]
+        values, grad = tanh_network(aligned.to(self.head.weight.dtype), weights, biases)
         grad = self.superposition.pullback(cache, grad.to(torch.float64))
         return values.to(x.dtype), grad.to(x.dtype)
 
@@ -134,17 +141,10 @@ class _Student(nn.Module):
 
     def forward(self, aligned: Tensor) -> tuple[Tensor, Tensor]:
         """Superposed frames ``(B, 3N)`` nm -> values ``(B, k)`` ps, Jacobians ``(B, k, 3N)``."""
-        h = (aligned - self.mean) @ self.whiten
-        activations = []
-        for layer in self.layers[:-1]:
-            h = torch.tanh(layer(h))
-            activations.append(h)
-        head = self.layers[-1]
-        grad = head.weight.expand(len(h), *head.weight.shape)
-        for layer, act in zip(reversed(self.layers[:-1]), reversed(activations), strict=True):
-            grad = (grad * (1 - act * act).unsqueeze(1)) @ layer.weight
-        jacobian = (grad @ self.whiten.T) * self.scale[:, None]
-        return head(h) * self.scale + self.offset, jacobian
+        values, grad = tanh_network((aligned - self.mean) @ self.whiten,
+                                    [layer.weight.t() for layer in self.layers],
+                                    [layer.bias for layer in self.layers])
+        return values * self.scale + self.offset, (grad @ self.whiten.T) * self.scale[:, None]
 
     def export(self, superposition: Superposition, dtype: torch.dtype) -> SurrogateNetwork:
         """The fitted network with the input and output maps folded in, in ``dtype``."""
