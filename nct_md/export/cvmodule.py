@@ -194,7 +194,6 @@ class Affine(nn.Module):
     def __init__(self, weight: Tensor, bias: Tensor):
         super().__init__()
         self.register_buffer("weight", weight)
-        self.register_buffer("weight_t", weight.T.contiguous())
         self.register_buffer("bias", bias)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -330,7 +329,7 @@ class CVNetwork(nn.Module):
         # the entry's reverse map with the superposition's centring folded in
         # (Superposition.pullback_centred)
         self.register_buffer("entry_pullback", (
-            entry.weight_t.double() @ superposition.centring_t).to(entry.weight.dtype))
+            entry.weight.T.double() @ superposition.centring_t).to(entry.weight.dtype))
 
     def forward(self, x: Tensor) -> Tensor:
         aligned = self.superposition(x.to(torch.float64))
