@@ -9,7 +9,8 @@ Per seed ``S``, every arm starts from the same plain MD (``--plain-ns`` ns from 
 - ``nct``: :func:`nct_md.explore.explore` on that start (``--train`` settings, metadynamics
   defaults of :func:`nct_md.export.metad.run_metadynamics`; iteration ``i`` seed ``S + i``);
 - ``tica``: the same loop with 2 TICA components of the superposed heavy atoms as CVs
-  (:mod:`bench.explore_arms`; the same height, bias factor and pace; seed ``S + i``);
+  (:mod:`bench.explore_arms`; the same height, bias factor and pace, the bias every step;
+  seed ``S + i``);
 - ``ideal``: one well-tempered metadynamics run on (Phi, Psi) of the same biased length
   (height 1.2 kJ/mol, width 0.35 rad, bias factor 6, pace 1 ps; seed ``S + 1``);
 - ``plain``: plain MD from the PDB with seed ``S`` of the same total length (plain + biased).
@@ -23,7 +24,7 @@ well-tempered metadynamics on (Phi, Psi) (block errors; ``--reference-ns 0`` ski
 fresh runs are ``S + 1000``.
 
 Run ``python -m bench.bench_explore [--seeds 0 1 2] [--plain-ns 2] [--iterations 3]
-[--ns-per-iteration 0.5] [--reference-ns 10] [--train KEY=VALUE ...] [--arms ...]``; writes
+[--ns-per-iteration 1.5] [--reference-ns 10] [--train KEY=VALUE ...] [--arms ...]``; writes
 one JSON (``--out``, default ``bench/out/explore.json``, never overwritten) with every arm,
 seed and setting, keeps the runs in ``--work`` (default: beside the JSON) and prints a markdown
 table. ``python -m bench.bench_explore --merge OUT A.json B.json`` joins runs of other seeds
@@ -130,13 +131,16 @@ def tica_arm(args: argparse.Namespace, work: Path, start: Path, seed: int) -> di
         folders.append(work / f"iter-{iteration:02d}")
         summary = run_well_tempered(variables, args.pdb, folders[-1], args.temperature,
                                     ns=args.ns_per_iteration, seed=seed + iteration,
-                                    **NCT_BIAS, **_md(args))
+                                    bias_interval=arms.TICA_BIAS_INTERVAL, **NCT_BIAS,
+                                    **_md(args))
         torch.jit.save(torch.jit.script(module), str(folders[-1] / "tica_cv.pt"))
         iterations.append({"iteration": iteration, "grid": grid,
-                           "ns_per_day": summary["ns_per_day"], "wall_s": summary["wall_s"]})
+                           **{key: summary[key] for key in ("ns_per_day", "wall_s",
+                                                            "mean_temperature_k")}})
     fresh = run_well_tempered(arms.tica_variables(module, components)[0], args.pdb,
                               work / "fresh", args.temperature, ns=args.fresh_ns,
-                              seed=seed + FRESH_SEED, **NCT_BIAS, **_md(args))
+                              seed=seed + FRESH_SEED, bias_interval=arms.TICA_BIAS_INTERVAL,
+                              **NCT_BIAS, **_md(args))
     return {**arms.loop_measures([plain_run(start), *arms.biased_runs(folders)]),
             "fresh": arms.fresh_measures(arms.phi_of(work / "fresh"), args.fresh_ns, fresh),
             "iterations": iterations, "lag_frames": lag}
@@ -148,7 +152,8 @@ def ideal_arm(args: argparse.Namespace, work: Path, start: Path, seed: int) -> d
     run = ideal_run(args, work / "run", biased_ns, seed + 1)
     fresh = ideal_run(args, work / "fresh", args.fresh_ns, seed + FRESH_SEED)
     return {**arms.loop_measures([plain_run(start), *arms.biased_runs([work / "run"])]),
-            "run": {"ns": biased_ns, "ns_per_day": run["ns_per_day"], "wall_s": run["wall_s"]},
+            "run": {"ns": biased_ns, "ns_per_day": run["ns_per_day"], "wall_s": run["wall_s"],
+                    "mean_temperature_k": run["mean_temperature_k"]},
             "fresh": arms.fresh_measures(arms.phi_of(work / "fresh"), args.fresh_ns, fresh)}
 
 
@@ -292,7 +297,8 @@ def run(args: argparse.Namespace) -> dict:
                             text=True, cwd=Path(__file__).parent).stdout.strip()
     out = {"settings": settings | {"commit": commit, "nct_bias": NCT_BIAS, "ideal": arms.IDEAL,
                                    "tica": {"width_std": arms.TICA_WIDTH_STD,
-                                            "margin_std": arms.TICA_MARGIN_STD},
+                                            "margin_std": arms.TICA_MARGIN_STD,
+                                            "bias_interval": arms.TICA_BIAS_INTERVAL},
                                    "fresh_seed": f"seed + {FRESH_SEED}",
                                    "reference_blocks": REFERENCE_BLOCKS,
                                    "reference_skip_fraction": REFERENCE_SKIP},
@@ -333,7 +339,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--plain-ns", type=float, default=2.0)
     parser.add_argument("--iterations", type=int, default=3)
-    parser.add_argument("--ns-per-iteration", type=float, default=0.5)
+    parser.add_argument("--ns-per-iteration", type=float, default=1.5)
     parser.add_argument("--fresh-ns", type=float, help="default: --ns-per-iteration")
     parser.add_argument("--reference-ns", type=float, default=10.0)
     parser.add_argument("--reference-seed", type=int, default=0)

@@ -11,7 +11,11 @@ is a TorchScript :class:`LinearCV`: the exported CVs' :class:`~nct_md.export.cvm
 Superposition` followed by one affine map, the rigid-body projection and the TICA projection
 folded together, so it equals the fitted TICA components on every frame. Gaussians are 0.3 of
 each component's standard deviation on the data wide, the grid spans the data's range plus 6
-standard deviations on each side.
+standard deviations on each side. The bias acts every MD step (:data:`TICA_BIAS_INTERVAL`):
+linear TICA weights reach into bond-stretching directions (~40 per nm on alanine dipeptide), so
+its Gaussians are stiffer along them than the bonds themselves, and an impulse every 5 steps
+heated the system from the first picoseconds (kinetic temperature 2-3x the thermostat's,
+then a blown-up superposition). Every step is the most accurate integration TICA can have.
 
 Ideal CVs
 ---------
@@ -21,7 +25,8 @@ periodic ``CustomTorsionForce`` bias variables.
 Measures
 --------
 :func:`loop_measures`: over the frames of a loop (plain start plus its biased runs, each run's
-final-bias weights scaled to its effective sample size, as ``nct-md explore`` does), the first
+final-bias weights scaled to its effective sample size and the plain start left out of the
+weights, as ``nct-md explore`` does), the first
 visit of the positive Phi core (cumulative biased ps) and ``dF = -ln(W(positive core) /
 W(negative core))`` in kT. :func:`fresh_measures`: committed Phi transitions of one run and
 their rate per ns.
@@ -45,7 +50,7 @@ from nct_md.cv.reference import (
     phi_core_delta_f,
     torsion_atoms,
 )
-from nct_md.explore.runs import Run, biased_run, combined_weights, frame_table
+from nct_md.explore.runs import Run, biased_run, frame_table, population_weights
 from nct_md.explore.states import backbone_basins
 from nct_md.export.cvmodule import Superposition
 from nct_md.export.openmm_force import bias_variables
@@ -56,6 +61,8 @@ Tensor = torch.Tensor
 
 #: TICA bias: Gaussian width and grid margin in units of each component's standard deviation
 TICA_WIDTH_STD, TICA_MARGIN_STD = 0.3, 6.0
+#: MD steps between evaluations of the TICA bias (module docstring)
+TICA_BIAS_INTERVAL = 1
 #: The ideal-CV (Phi, Psi) metadynamics settings (kJ/mol, rad, ps), those of the issue
 IDEAL = {"height": 1.2, "width_rad": 0.35, "bias_factor": 6.0, "pace_ps": 1.0}
 
@@ -165,7 +172,7 @@ def loop_measures(runs: list[Run]) -> dict:
     """First visit of the positive Phi core (cumulative biased ps) and ``dF`` (kT) over the
     frames of ``runs`` (module docstring)."""
     trajs = [run.load() for run in runs]
-    residue = backbone_basins(trajs, frame_table(runs)[1], combined_weights(runs))[0]
+    residue = backbone_basins(trajs, frame_table(runs)[1], population_weights(runs))[0]
     return {"first_positive_core_biased_ps": residue["phi_positive_core_first_visit_biased_ps"],
             "delta_f_kt": residue["delta_f_phi_kt"],
             "positive_core_weight_fraction": residue["phi_positive_core_weight_fraction"]}
@@ -184,7 +191,8 @@ def fresh_measures(phi: np.ndarray, ns: float, summary: dict | None = None) -> d
     out = {"ns": ns, "committed_transitions": n, "rate_per_ns": n / ns,
            "positive_core_fraction": float(np.mean(phi_core(phi) == 1))}
     if summary is not None:
-        out |= {"ns_per_day": summary["ns_per_day"], "wall_s": summary["wall_s"]}
+        out |= {key: summary[key] for key in ("ns_per_day", "wall_s", "mean_temperature_k")
+                if key in summary}  # plain MD (nct_md.md.simulate) has no mean temperature
     return out
 
 

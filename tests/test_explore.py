@@ -14,7 +14,7 @@ from nct_md.cli import main
 from nct_md.cv.reference import BASINS
 from nct_md.errors import NCTInputError
 from nct_md.explore import explore
-from nct_md.explore.runs import Run, combined_weights
+from nct_md.explore.runs import Run, combined_weights, population_weights
 from nct_md.explore.states import count_states
 from nct_md.model import NCTModel
 
@@ -119,6 +119,9 @@ def test_weights_and_new_states():
     biased = Run(None, 1, np.array([0.0, 0.0, -np.inf, -np.inf]), np.arange(1.0, 5.0))
     w = combined_weights([plain, biased])
     np.testing.assert_allclose(w, [1, 1, 1, 1, 1, 0, 0])  # each run sums to its Kish ESS
+    # populations: the plain start (one basin, not the equilibrium between basins) leaves
+    np.testing.assert_allclose(population_weights([plain, biased]), [0, 0, 0, 1, 1, 0, 0])
+    np.testing.assert_allclose(population_weights([plain]), [1, 1, 1])
     labels = np.array([0, 0, 0, 0, 1, 2, 2, 3, 3, 3])
     iteration = np.array([0, 0, 0, 1, 1, 1, 1, 0, 1, 1])
     biased_ps = np.array([0, 0, 0, 1, 2, 3, 4, 0, 5, 6.0])

@@ -19,6 +19,7 @@ from nct_md.export import (
     cv_forces,
     cv_module,
     default_bias,
+    metad,
     phi_sign_changes,
     run_metadynamics,
     save_torchscript,
@@ -173,13 +174,20 @@ def test_phi_sign_changes():
     assert phi_sign_changes(np.array([-1.0, -2.0])) == 0
 
 
-def test_metadynamics_20_ps(model, ala_pdb, tmp_path):
-    result = run_metadynamics(model, ala_pdb, tmp_path, ns=0.02, pace=250, progress=False)
+def test_metadynamics_20_ps(model, ala_pdb, tmp_path, monkeypatch):
+    # a heating limit below 0 makes the thermostat's own temperature a warning: its plumbing
+    monkeypatch.setattr(metad, "HEATING_LIMIT", -0.5)
+    with pytest.warns(RuntimeWarning, match="the bias heats the system"):
+        result = run_metadynamics(model, ala_pdb, tmp_path, ns=0.02, pace=250, progress=False)
     assert result["n_frames"] == 20 and result["ns_per_day"] > 0
     table = np.loadtxt(tmp_path / "colvar.csv", delimiter=",", skiprows=1)
     header = (tmp_path / "colvar.csv").read_text().splitlines()[0].split(",")
-    assert header == ["time_ps", "cv1", "cv2", "bias_kjmol", "phi_rad", "psi_rad"]
-    assert table.shape == (20, 6)
+    assert header == ["time_ps", "cv1", "cv2", "bias_kjmol", "temperature_k", "phi_rad",
+                      "psi_rad"]
+    assert table.shape == (20, 7)
+    # 51 degrees of freedom at 300 K: each frame within ~20 %, 20 frames within ~5 %
+    assert result["mean_temperature_k"] == pytest.approx(table[:, 4].mean())
+    assert 255 < result["mean_temperature_k"] < 345
     np.testing.assert_allclose(table[:, 0], np.arange(1, 21))
     bias = table[:, 3]
     # Gaussians are deposited where the system is: the bias there is positive and grows
@@ -192,7 +200,7 @@ def test_metadynamics_20_ps(model, ala_pdb, tmp_path):
     assert free_energy.shape == tuple(reversed(summary["grid_points"]))
     assert free_energy.min() < 0
     assert list((tmp_path / "bias").glob("bias_*.npy"))
-    assert summary["phi_sign_changes"] == phi_sign_changes(table[:, 4])
+    assert summary["phi_sign_changes"] == phi_sign_changes(table[:, 5])
     assert summary["bias_interval"] == 5  # the default with pace 250 and 500 steps per frame
 
 
@@ -298,7 +306,7 @@ def test_cli_metad_runs(small_model_file, ala_pdb, tmp_path, capsys):
                  "--n-biased", "1", "--out", str(out), "--quiet"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["n_frames"] == 2 and "phi_sign_changes" in summary
-    assert (out / "colvar.csv").read_text().startswith("time_ps,cv1,bias_kjmol,phi_rad")
+    assert (out / "colvar.csv").read_text().startswith("time_ps,cv1,bias_kjmol,temperature_k,phi_rad")
     assert main(["metad", str(small_model_file), "--pdb", str(ala_pdb), "--ns", "0.002",
                  "--out", str(out), "--quiet"]) == 2
     assert "exists" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from nct_md.md import io, phase
 from nct_md.md.langevin import available_platforms, choose_platform
 from nct_md.md.simulate import simulate, wrap_atoms
 from nct_md.md.system import build_system
-from nct_md.md.thermo import kt
+from nct_md.md.thermo import degrees_of_freedom, kt
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 DATASET = DATA / "alanine-dipeptide-300K"
@@ -49,6 +49,21 @@ def test_cli_20_ps_reads_back_with_velocities(tmp_path, ala_pdb, capsys):
     # 20 frames of 48 unconstrained internal dof at 300 K: mean kinetic energy near 24 kT
     assert 15 < data.kinetic_energy().mean().item() / kt(300.0) < 33
     assert not list(tmp_path.joinpath("sub").glob(".*"))  # no temporary file left behind
+
+
+def test_degrees_of_freedom_as_openmm_counts_them(ala_pdb):
+    import openmm
+    from openmm import app
+
+    pdb = app.PDBFile(str(ala_pdb))
+    for constraints in ("hbonds", "none"):
+        system = build_system(pdb, "amber99sbildn", "obc", constraints)
+        simulation = app.Simulation(pdb.topology, system, openmm.VerletIntegrator(0.001),
+                                    openmm.Platform.getPlatformByName("Reference"))
+        reporter = app.StateDataReporter(None, 1, temperature=True)
+        reporter._initializeConstants(simulation)  # OpenMM's own count for its temperature
+        assert degrees_of_freedom(system) == reporter._dof == 66 - 3 - (
+            12 if constraints == "hbonds" else 0)
 
 
 def test_refuses_to_overwrite(tmp_path, ala_pdb, capsys):

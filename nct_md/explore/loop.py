@@ -42,6 +42,7 @@ from nct_md.explore.runs import (
     frame_table,
     is_biased,
     plain_run,
+    population_weights,
 )
 from nct_md.explore.states import backbone_basins, cluster, count_states
 from nct_md.export.metad import run_metadynamics
@@ -52,9 +53,9 @@ from nct_md.train.files import train_files
 
 #: How ``free_energy.delta_f_phi_kt`` of explore.json is defined.
 DELTA_F = ("-ln(W(0.3 < Phi < 2.0) / W(-2.8 < Phi < -0.8)) in kT (the Phi cores), W the summed "
-           "weights of all frames so far (final-bias metadynamics weights, each run scaled to "
-           "its effective sample size); first residue with Phi and Psi; None while no frame "
-           "is in the positive core")
+           "weights of the frames so far (final-bias metadynamics weights, each run scaled to "
+           "its effective sample size; plain MD left out once a run is biased); first residue "
+           "with Phi and Psi; None while no frame is in the positive core")
 
 
 def _completed_runs(out: Path, records: list[dict]) -> list[Run]:
@@ -77,7 +78,7 @@ def _duration_ns(traj: md.Trajectory) -> float | None:
 def _summary(runs: list[Run], trajs: list[md.Trajectory]) -> dict:
     """The ``residues`` and ``free_energy`` entries of a record, over all ``runs``."""
     _, biased_ps = frame_table(runs)
-    residues = backbone_basins(trajs, biased_ps, combined_weights(runs))
+    residues = backbone_basins(trajs, biased_ps, population_weights(runs))
     return {"residues": residues,
             "free_energy": {"delta_f_phi_kt": residues[0]["delta_f_phi_kt"] if residues
                             else None, "definition": DELTA_F}}
@@ -143,8 +144,9 @@ def _biased_iteration(stage: Path, out: Path, iteration: int, runs: list[Run],
     frame_iteration, biased_ps = frame_table(all_runs)
     flags = np.concatenate([np.zeros(len(cvs) - len(new_cvs), dtype=bool), ood.flag])
     states = count_states(cluster(cvs, settings["n_states"], settings["seed"] + iteration),
-                          frame_iteration, biased_ps, combined_weights(all_runs), flags)
-    keys = ("phi_sign_changes", "phi_positive_fraction", "ns_per_day", "wall_s")
+                          frame_iteration, biased_ps, population_weights(all_runs), flags)
+    keys = ("phi_sign_changes", "phi_positive_fraction", "mean_temperature_k", "ns_per_day",
+            "wall_s")
     return {"n_frames": {"new": new.n_frames, "total": len(cvs)},
             "model": {"path": f"{iteration_dir(out, iteration).name}/model.pt",
                       "cv_frequencies_per_ps": [float(w) for w in

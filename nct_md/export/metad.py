@@ -10,10 +10,10 @@ run_well_tempered(variables, pdb, out_dir, temperature, ...) -> dict
     The same run for given bias variables (any CVs: an NCT model's, another learned module's
     through :func:`nct_md.export.openmm_force.bias_variables`, torsions of a
     ``CustomTorsionForce``) and write, in ``out_dir``: ``trajectory.h5`` (mdtraj HDF5, positions
-    nm, time ps), ``colvar.csv`` (time, every CV, the bias energy, and Phi/Psi where the topology
-    has them), ``bias/`` (OpenMM's periodically saved bias grids), ``free_energy.npy`` (the
-    final free energy estimate on the grid, kJ/mol) and ``metad.json`` (settings, grid axes,
-    summary).
+    nm, time ps), ``colvar.csv`` (time, every CV, the bias energy, the kinetic temperature,
+    and Phi/Psi where the topology has them), ``bias/`` (OpenMM's periodically saved bias
+    grids), ``free_energy.npy`` (the final free energy estimate on the grid, kJ/mol) and
+    ``metad.json`` (settings, grid axes, summary).
 default_bias(model, n_biased) -> (min_values, max_values, widths)
     Grid ranges and Gaussian widths (ps) derived from the latent frequencies.
 bias_interval_for(bias_interval, pace, steps_per_frame) -> int
@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -68,13 +69,16 @@ from nct_md.md.langevin import (
 )
 from nct_md.md.simulate import read_structure
 from nct_md.md.system import build_system, check_choices
-from nct_md.md.thermo import check_temperature
+from nct_md.md.thermo import check_temperature, degrees_of_freedom, kinetic_temperature
 from nct_md.model import NCTModel
 
 #: Grid half-range of each biased CV in units of its latent standard deviation ``1 / w``.
 GRID_HALF_RANGE = 6.0
 #: Largest default number of MD steps between evaluations of the bias (:func:`bias_interval_for`)
 DEFAULT_BIAS_INTERVAL = 5
+#: Largest mean kinetic temperature of a run above the thermostat's, as a fraction of it,
+#: before :func:`run_well_tempered` warns that the bias heats the system
+HEATING_LIMIT = 0.1
 #: Output files of a run, in ``out_dir`` (besides the folder ``bias/``).
 OUTPUTS = ("trajectory.h5", "colvar.csv", "free_energy.npy", "metad.json")
 
@@ -261,8 +265,11 @@ def run_well_tempered(variables: Sequence[app.BiasVariable], pdb: str | Path,
     dict
         Settings (the grid as ``widths_ps``, ``grid_min_ps``, ``grid_max_ps``, named after
         the NCT CVs' unit but in the CVs' own units) plus ``n_frames``, ``ns_per_day``,
-        ``wall_s``, ``phi_sign_changes`` (when the topology has a Phi torsion) and
-        ``outputs`` (paths written); the same dict is written to ``metad.json``.
+        ``wall_s``, ``phi_sign_changes`` (when the topology has a Phi torsion),
+        ``mean_temperature_k`` (mean kinetic temperature of the saved frames, K) and
+        ``outputs`` (paths written); the same dict is written to ``metad.json``. A mean
+        temperature more than :data:`HEATING_LIMIT` above ``temperature`` means the bias
+        force pumps energy in (too steep for ``bias_interval``): a warning says so.
     """
     temperature = float(temperature)
     check_temperature(temperature)
@@ -301,6 +308,7 @@ def run_well_tempered(variables: Sequence[app.BiasVariable], pdb: str | Path,
     simulation.context.setVelocitiesToTemperature(temperature * unit.kelvin, seed)
 
     xyz, rows = [], []
+    n_dof = degrees_of_freedom(system)
     start = time.perf_counter()
     for k in tqdm(range(n_frames), disable=not progress, desc="metad", unit="frame"):
         meta.step(simulation, steps_per_frame // bias_interval)
@@ -308,13 +316,16 @@ def run_well_tempered(variables: Sequence[app.BiasVariable], pdb: str | Path,
                                             groups={bias_group})
         xyz.append(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
         rows.append([(k + 1) * save_every_ps, *meta.getCollectiveVariables(simulation),
-                     state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)])
+                     state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole),
+                     kinetic_temperature(state.getKineticEnergy().value_in_unit(
+                         unit.kilojoule_per_mole), n_dof)])
     wall = time.perf_counter() - start
 
     traj = md.Trajectory(np.asarray(xyz, dtype=np.float32),
                          md.Topology.from_openmm(structure.topology),
                          time=np.asarray([r[0] for r in rows]))
-    columns = ["time_ps", *[f"cv{j + 1}" for j in range(len(rows[0]) - 2)], "bias_kjmol"]
+    columns = ["time_ps", *[f"cv{j + 1}" for j in range(len(variables))], "bias_kjmol",
+               "temperature_k"]
     torsion_names, torsions, summary = _torsion_columns(traj)
     columns += torsion_names
     table = np.column_stack([np.asarray(rows), *torsions])
@@ -339,9 +350,15 @@ def run_well_tempered(variables: Sequence[app.BiasVariable], pdb: str | Path,
     }
     if any(v.periodic for v in variables):
         settings["periodic"] = [v.periodic for v in variables]
-    result = {**settings, **summary, "n_frames": n_frames, "wall_s": wall,
+    result = {**settings, **summary, "n_frames": n_frames,
+              "mean_temperature_k": float(table[:, columns.index("temperature_k")].mean()),
+              "wall_s": wall,
               "ns_per_day": ns * 86400.0 / wall,
               "outputs": {**{k: str(v) for k, v in outputs.items()}, "bias": str(bias_dir)}}
     with atomic_path(outputs["metad.json"], overwrite=False) as tmp:
         tmp.write_text(json.dumps(result, indent=2))
+    if result["mean_temperature_k"] > (1.0 + HEATING_LIMIT) * temperature:
+        warnings.warn(f"the biased run averaged {result['mean_temperature_k']:.0f} K against "
+                      f"{temperature:.0f} K: the bias heats the system; use --bias-interval 1 "
+                      "or wider Gaussians", RuntimeWarning, stacklevel=2)
     return result

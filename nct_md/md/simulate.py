@@ -52,7 +52,7 @@ from nct_md.md.langevin import (
     time_step,
 )
 from nct_md.md.system import build_system, check_choices, forcefield_files, solvate
-from nct_md.md.thermo import KB, check_temperature
+from nct_md.md.thermo import check_temperature, degrees_of_freedom, kinetic_temperature
 
 __all__ = ["read_structure", "simulate", "wrap_atoms"]
 
@@ -154,7 +154,7 @@ def _append_frame(frames: dict[str, list], state: openmm.State, time_ps: float, 
     frames["kineticEnergy"].append(kinetic)
     frames["potentialEnergy"].append(
         state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
-    frames["temperature"].append(2.0 * kinetic / (n_dof * KB))
+    frames["temperature"].append(kinetic_temperature(kinetic, n_dof))
 
 
 def _write_frames(handle: md.formats.HDF5TrajectoryFile, frames: dict[str, list]) -> None:
@@ -277,7 +277,7 @@ def simulate(pdb: str | Path, out: str | Path, forcefield: str = "amber99sbildn"
         system.removeForce(barostat_index)
         context.reinitialize(preserveState=True)
 
-    n_dof = 3 * system.getNumParticles() - system.getNumConstraints() - 3
+    n_dof = degrees_of_freedom(system)
     settings = {
         "pdb": str(pdb), "start": None if start is None else str(start),
         "forcefield": forcefield, "forcefield_files": forcefield_files(forcefield, solvent),

@@ -2,6 +2,9 @@
 
 KB, kt(temperature), check_temperature(temperature)
     Boltzmann constant in kJ/(mol K), kT in kJ/mol, and the check every temperature (K) passes.
+degrees_of_freedom(system), kinetic_temperature(kinetic, n_dof)
+    Degrees of freedom of an OpenMM System and the instantaneous temperature (K) of a kinetic
+    energy (kJ/mol) spread over them.
 atom_masses(topology)
     Masses in amu of a topology's atoms.
 dof_masses(masses), maxwell_boltzmann(n_frames, masses, temperature, basis, generator)
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import mdtraj as md
 import numpy as np
+import openmm
 import torch
 
 from nct_md.errors import NCTInputError
@@ -33,6 +37,19 @@ def check_temperature(temperature: float) -> None:
         raise NCTInputError(
             f"temperature must be a positive number of kelvin, got {temperature}; e.g. 300"
         )
+
+
+def degrees_of_freedom(system: openmm.System) -> int:
+    """Particles with mass x 3, less one per constraint and 3 for a ``CMMotionRemover``."""
+    moving = sum(system.getParticleMass(i)._value > 0 for i in range(system.getNumParticles()))
+    removes_com = any(isinstance(f, openmm.CMMotionRemover) for f in system.getForces())
+    return 3 * moving - system.getNumConstraints() - (3 if removes_com else 0)
+
+
+def kinetic_temperature(kinetic: float, n_dof: int) -> float:
+    """Instantaneous temperature in K of a kinetic energy ``kinetic`` (kJ/mol) over ``n_dof``
+    degrees of freedom: ``2 K / (n_dof kB)``."""
+    return 2.0 * kinetic / (n_dof * KB)
 
 
 def atom_masses(topology: md.Topology) -> np.ndarray:
