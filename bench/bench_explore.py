@@ -334,6 +334,11 @@ def merge(paths: list[Path], out: Path) -> dict:
     return record
 
 
+def key_values(items: list[str]) -> dict:
+    """``KEY=VALUE`` arguments as a dict, each value read as JSON (``epochs=2``)."""
+    return {k: json.loads(v) for k, v in (item.split("=", 1) for item in items)}
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -359,7 +364,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work", type=Path, help="run folders (default: OUT without .json, "
                         "plus -runs)")
     args = parser.parse_args(argv)
-    args.train = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.train)}
+    args.train = key_values(args.train)
     args.fresh_ns = args.fresh_ns or args.ns_per_iteration
     args.work = args.work or args.out.with_name(args.out.stem + "-runs")
     for path in (args.out, args.work):

@@ -306,7 +306,8 @@ def test_cli_metad_runs(small_model_file, ala_pdb, tmp_path, capsys):
                  "--n-biased", "1", "--out", str(out), "--quiet"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["n_frames"] == 2 and "phi_sign_changes" in summary
-    assert (out / "colvar.csv").read_text().startswith("time_ps,cv1,bias_kjmol,temperature_k,phi_rad")
+    assert (out / "colvar.csv").read_text().startswith(
+        "time_ps,cv1,bias_kjmol,temperature_k,phi_rad")
     assert main(["metad", str(small_model_file), "--pdb", str(ala_pdb), "--ns", "0.002",
                  "--out", str(out), "--quiet"]) == 2
     assert "exists" in capsys.readouterr().err
