@@ -143,6 +143,13 @@ class NCT:
         Lag time of the kinetic objective, ps (a multiple of the frame spacing).
     n_slow : int
         Slowest latent coordinates the kinetic objective makes slow (the CVs one will use).
+    biased_kinetics : bool
+        With per-frame weights (biased sampling), still take the kinetic objective from the
+        time-lagged pairs of every trajectory, unweighted, as TICA of biased trajectories does.
+        Their dynamics are not the unbiased kinetics, but the transitions a bias drives remain
+        their slowest motions, which is what CVs for the next bias need (the exploration loop,
+        :mod:`nct_md.explore`, sets it). False (the default): weights turn the kinetic
+        objective off.
 
     Notes
     -----
@@ -167,7 +174,8 @@ class NCT:
                  progress: bool = True,
                  internal_coordinates: bool = False, objective: str = "phase_space",
                  coupling: str = "affine", kinetic_weight: float | None = None,
-                 lag_ps: float = TRAINING["lag_ps"], n_slow: int = TRAINING["n_slow"]):
+                 lag_ps: float = TRAINING["lag_ps"], n_slow: int = TRAINING["n_slow"],
+                 biased_kinetics: bool = False):
         check_integer("n_couplings", n_couplings, minimum=0)
         if hidden is not None:
             check_integer("hidden", hidden)
@@ -199,6 +207,7 @@ class NCT:
         self.device, self.dtype = torch.device(device), dtype
         self.checkpoint, self.restart, self.progress = checkpoint, restart, progress
         self.kinetic_weight, self.lag_ps, self.n_slow = kinetic_weight, lag_ps, n_slow
+        self.biased_kinetics = bool(biased_kinetics)
         self.history: list[dict[str, float]] = []
         self._model: NCTModel | None = None
 
@@ -225,8 +234,8 @@ class NCT:
                 "weight_decay": self.weight_decay,
                 "validation_fraction": self.validation_fraction, "patience": self.patience,
                 "seed": seed, "dtype": str(self.dtype),
-                **({"kinetic_weight": weight, "lag_ps": self.lag_ps, "n_slow": self.n_slow}
-                   if weight != 0 else {})}
+                **({"kinetic_weight": weight, "lag_ps": self.lag_ps, "n_slow": self.n_slow,
+                    "biased_kinetics": self.biased_kinetics} if weight != 0 else {})}
 
     def _initial_model(self, data: PhaseSpaceData, train: np.ndarray) -> NCTModel:
         """The best Gaussian model of the training frames: principal axes and their widths."""
@@ -276,7 +285,8 @@ class NCT:
         and one kept (:func:`~nct_md.train.kinetic.choose_restart`). Frames with
         :attr:`~nct_md.md.data.PhaseSpaceData.weights` (biased sampling) are drawn into the
         training batches with probability proportional to their weight, and the validation NLL
-        is the weighted mean; the kinetic objective is then off (refused if asked for). The
+        is the weighted mean; the kinetic objective is then off (refused if asked for) unless
+        ``biased_kinetics``. The
         kept model records its out-of-distribution threshold (:mod:`nct_md.cv.ood`) and, where
         the kept fit was scored on time-lagged pairs and ``n_slow`` is 2, the kinetic axes of
         its CV1 and CV2 in the slow latent plane (:mod:`nct_md.train.cv_axes`).
@@ -359,7 +369,8 @@ class NCT:
         state = {"epoch": -1, "order": None, "p": data.p[train].to(**to)}
         kinetic = kinetic_pairs(data, train, val, weight, self.lag_ps,
                                 required=self.kinetic_weight is not None,
-                                separate_validation=validation is not None, world=world)
+                                separate_validation=validation is not None, world=world,
+                                biased_kinetics=self.biased_kinetics)
         q_all = None if kinetic is None else data.q.to(**to)  # lagged pairs index all frames
 
         def loss(step: int):

@@ -14,7 +14,13 @@ from nct_md.estimator import NCT
 from nct_md.md.phase import load_phase_space
 from nct_md.model import NCTModel
 from nct_md.model_info import KineticInfo
-from nct_md.train.kinetic import choose_restart, lagged_pairs_within, restart_weights, vamp2
+from nct_md.train.kinetic import (
+    choose_restart,
+    kinetic_pairs,
+    lagged_pairs_within,
+    restart_weights,
+    vamp2,
+)
 from nct_md.train.split import validation_split
 
 
@@ -89,6 +95,23 @@ def test_by_default_the_kinetic_objective_is_used_where_the_data_allow_it(two_tr
         NCT(**settings, kinetic_weight=1.0).fit(no_times)
     with pytest.raises(NCTInputError, match="no separate validation set"):
         NCT(**settings, kinetic_weight=1.0).fit(data, validation=data)
+
+
+def test_biased_kinetics_takes_the_unweighted_pairs_of_weighted_trajectories(two_trajectories):
+    data = two_trajectories
+    weighted = dataclasses.replace(data, weights=np.linspace(0.1, 3.0, len(data)))
+    train, val = validation_split(data, 0.2)
+    plain = kinetic_pairs(data, train, val, 1.0, 10.0, required=True)
+    biased = kinetic_pairs(weighted, train, val, 1.0, 10.0, required=True,
+                           biased_kinetics=True)
+    for a, b in zip(plain[1:], biased[1:], strict=True):  # lag and every pair: the same
+        assert torch.equal(torch.as_tensor(a), torch.as_tensor(b))
+    with pytest.raises(NCTInputError, match="kinetic_weight needs unbiased trajectories"):
+        kinetic_pairs(weighted, train, val, 1.0, 10.0, required=True)
+    settings = dict(n_couplings=1, hidden=16, epochs=1, restarts=1, progress=False)
+    record = NCT(**settings, kinetic_weight=1.0, biased_kinetics=True).fit(
+        weighted).fetch_model().info.training
+    assert record.kinetic.weight == 1.0 and record.weights is not None
 
 
 def test_kinetic_settings_and_data_are_checked(two_trajectories, write_h5, tmp_path):

@@ -84,12 +84,13 @@ class KineticPairs(NamedTuple):
 
 def kinetic_pairs(data: PhaseSpaceData, train: np.ndarray, val: np.ndarray | None,
                   weight: float, lag_ps: float, required: bool, separate_validation: bool = False,
-                  world: int = 1) -> KineticPairs | None:
+                  world: int = 1, biased_kinetics: bool = False) -> KineticPairs | None:
     """The kinetic objective of weight ``weight`` for frames ``train`` / ``val`` of ``data``.
 
     ``required`` (an explicit weight): data that do not allow it (no frame times, mixed
-    spacings, trajectories shorter than the lag, per-frame weights of biased sampling, a
-    ``separate_validation`` set, ``world > 1`` training processes) are refused, and weight 0
+    spacings, trajectories shorter than the lag, per-frame weights of biased sampling unless
+    ``biased_kinetics``, a ``separate_validation`` set, ``world > 1`` training processes) are
+    refused, and weight 0
     needs no pairs (None). Not ``required`` (the default, :func:`restart_weights`): such data
     give None with a warning that says why, and weight 0 still gets pairs, so the likelihood
     fit is scored like the kinetic one.
@@ -97,7 +98,7 @@ def kinetic_pairs(data: PhaseSpaceData, train: np.ndarray, val: np.ndarray | Non
     if weight == 0 and required:
         return None
     try:
-        if data.weights is not None:
+        if data.weights is not None and not biased_kinetics:
             raise NCTInputError(
                 "kinetic_weight needs unbiased trajectories, and these frames carry weights "
                 "(biased sampling, whose dynamics are not the unbiased kinetics); use a "
