@@ -49,7 +49,7 @@ from nct_md.train.kinetic import (
     restart_weights,
     vamp2,
 )
-from nct_md.train.losses import OBJECTIVES
+from nct_md.train.losses import OBJECTIVES, ConfigurationNLL
 from nct_md.train.split import (
     MIN_TRAIN_FRAMES,
     distributed_rank_and_size,
@@ -65,17 +65,6 @@ def _epoch_means(history: list[dict[str, float]], key: str) -> list[float]:
     for record in history:
         epochs.setdefault(int(record["epoch"]), []).append(record[key])
     return [float(np.mean(values)) for _, values in sorted(epochs.items())]
-
-
-class _ConfigurationNLL(torch.nn.Module):
-    """``-ln p(q)`` ``(B,)`` of Cartesian positions under ``model`` (the ``p`` argument unused)."""
-
-    def __init__(self, model: NCTModel):
-        super().__init__()
-        self.model = model
-
-    def forward(self, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        return -self.model.configuration_log_prob(self.model.preprocessing.to_model(q))
 
 
 class NCT:
@@ -352,7 +341,7 @@ class NCT:
                                 f"of training processes ({world})")
         # Under torch.distributed each process takes every world-th frame of each global batch;
         # DistributedDataParallel averages the gradients, so the step equals the global one.
-        objective = model if self.objective == "phase_space" else _ConfigurationNLL(model)
+        objective = model if self.objective == "phase_space" else ConfigurationNLL(model)
         net = DistributedDataParallel(objective) if world > 1 else objective
         to = {"device": self.device, "dtype": self.dtype}
         q_train = data.q[train].to(**to)

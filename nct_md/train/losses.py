@@ -32,6 +32,19 @@ Potential = Callable[[Tensor], Tensor]
 OBJECTIVES = ("phase_space", "configuration")
 
 
+class ConfigurationNLL(nn.Module):
+    """``-ln p(q)`` ``(B,)`` of Cartesian positions ``q`` (nm) under an NCT model (its
+    ``configuration_log_prob`` after its preprocessing), called as ``(p, q)`` like the model's
+    phase-space NLL (``p`` unused): the "configuration" objective."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, p: Tensor, q: Tensor) -> Tensor:
+        return -self.model.configuration_log_prob(self.model.preprocessing.to_model(q))
+
+
 def phase_space_log_prob(flow: SymplecticLayer, latent: HarmonicLatent, p: Tensor, q: Tensor,
                          kT: float = 1.0) -> Tensor:
     """``ln p(p, q) = ln rho(T(p, q))`` ``(batch,)`` of flow inputs ``(batch, n)``."""
