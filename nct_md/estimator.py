@@ -275,10 +275,10 @@ class NCT:
         :attr:`~nct_md.md.data.PhaseSpaceData.weights` (biased sampling) are drawn into the
         training batches with probability proportional to their weight, and the validation NLL
         is the weighted mean; the kinetic objective is then off (refused if asked for) unless
-        ``biased_kinetics``. The
-        kept model records its out-of-distribution threshold (:mod:`nct_md.cv.ood`) and, where
-        the kept fit was scored on time-lagged pairs and ``n_slow`` is 2, the kinetic axes of
-        its CV1 and CV2 in the slow latent plane (:mod:`nct_md.train.cv_axes`).
+        ``biased_kinetics``. The kept model records its out-of-distribution threshold
+        (:mod:`nct_md.cv.ood`) and, where the kept fit was scored on time-lagged pairs and
+        ``n_slow`` is 2, the kinetic axes of its CV1 and CV2 in the slow latent plane
+        (:mod:`nct_md.train.cv_axes`).
         """
         if data.info.n_constrained_in_selection:
             raise NCTInputError(

@@ -41,7 +41,8 @@ def check_temperature(temperature: float) -> None:
 
 def degrees_of_freedom(system: openmm.System) -> int:
     """Particles with mass x 3, less one per constraint and 3 for a ``CMMotionRemover``."""
-    moving = sum(system.getParticleMass(i)._value > 0 for i in range(system.getNumParticles()))
+    moving = sum(system.getParticleMass(i).value_in_unit(openmm.unit.dalton) > 0
+                 for i in range(system.getNumParticles()))
     removes_com = any(isinstance(f, openmm.CMMotionRemover) for f in system.getForces())
     return 3 * moving - system.getNumConstraints() - (3 if removes_com else 0)
 
