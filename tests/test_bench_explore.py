@@ -70,9 +70,9 @@ def test_biased_variables_are_the_intended_cvs(smoke):
     work = smoke["out"].with_name("explore-runs") / "seed-0"
     ideal = np.loadtxt(work / "ideal" / "run" / "colvar.csv", delimiter=",", skiprows=1)
     header = (work / "ideal" / "run" / "colvar.csv").read_text().splitlines()[0].split(",")
-    assert header == ["time_ps", "cv1", "cv2", "bias_kjmol", "temperature_k", "phi_rad",
-                      "psi_rad"]
-    np.testing.assert_allclose(np.angle(np.exp(1j * (ideal[:, 1:3] - ideal[:, 5:7]))), 0,
+    assert header == ["time_ps", "cv1", "cv2", "bias_kjmol", "rbias_kjmol", "temperature_k",
+                      "phi_rad", "psi_rad"]
+    np.testing.assert_allclose(np.angle(np.exp(1j * (ideal[:, 1:3] - ideal[:, 6:8]))), 0,
                                atol=1e-4)
     folder = work / "tica" / "iter-01"
     module = torch.jit.load(str(folder / "tica_cv.pt"))

@@ -28,6 +28,7 @@ from nct_md.export import (
 from nct_md.export.metad import bias_interval_for
 from nct_md.export.openmm_force import _EVALUATORS, CVComponent, CVEvaluator, CVTerm
 from nct_md.md.langevin import mts_langevin_integrator
+from nct_md.md.reweight import bias_offset
 from nct_md.model import NCTModel
 
 
@@ -182,11 +183,14 @@ def test_metadynamics_20_ps(model, ala_pdb, tmp_path, monkeypatch):
     assert result["n_frames"] == 20 and result["ns_per_day"] > 0
     table = np.loadtxt(tmp_path / "colvar.csv", delimiter=",", skiprows=1)
     header = (tmp_path / "colvar.csv").read_text().splitlines()[0].split(",")
-    assert header == ["time_ps", "cv1", "cv2", "bias_kjmol", "temperature_k", "phi_rad",
-                      "psi_rad"]
-    assert table.shape == (20, 7)
+    assert header == ["time_ps", "cv1", "cv2", "bias_kjmol", "rbias_kjmol", "temperature_k",
+                      "phi_rad", "psi_rad"]
+    assert table.shape == (20, 8)
+    # c(t) = bias - rbias: positive once Gaussians are down (module reweight)
+    offset = table[:, 3] - table[:, 4]
+    assert (offset > 0).all()
     # 51 degrees of freedom at 300 K: each frame within ~20 %, 20 frames within ~5 %
-    assert result["mean_temperature_k"] == pytest.approx(table[:, 4].mean())
+    assert result["mean_temperature_k"] == pytest.approx(table[:, 5].mean())
     assert 255 < result["mean_temperature_k"] < 345
     np.testing.assert_allclose(table[:, 0], np.arange(1, 21))
     bias = table[:, 3]
@@ -200,7 +204,11 @@ def test_metadynamics_20_ps(model, ala_pdb, tmp_path, monkeypatch):
     assert free_energy.shape == tuple(reversed(summary["grid_points"]))
     assert free_energy.min() < 0
     assert list((tmp_path / "bias").glob("bias_*.npy"))
-    assert summary["phi_sign_changes"] == phi_sign_changes(table[:, 5])
+    assert summary["phi_sign_changes"] == phi_sign_changes(table[:, 6])
+    # the last frame's offset from the final grid, as metad_log_weights' reader would see it
+    assert offset[-1] == pytest.approx(bias_offset(
+        -(summary["bias_factor"] - 1) / summary["bias_factor"] * free_energy, 300.0,
+        summary["bias_factor"], [False, False]), abs=1e-6)
     assert summary["bias_interval"] == 5  # the default with pace 250 and 500 steps per frame
 
 
@@ -307,7 +315,7 @@ def test_cli_metad_runs(small_model_file, ala_pdb, tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["n_frames"] == 2 and "phi_sign_changes" in summary
     assert (out / "colvar.csv").read_text().startswith(
-        "time_ps,cv1,bias_kjmol,temperature_k,phi_rad")
+        "time_ps,cv1,bias_kjmol,rbias_kjmol,temperature_k,phi_rad")
     assert main(["metad", str(small_model_file), "--pdb", str(ala_pdb), "--ns", "0.002",
                  "--out", str(out), "--quiet"]) == 2
     assert "exists" in capsys.readouterr().err

@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 import scipy.integrate
 import torch
+from scipy.integrate import quad
 
 from nct_md.cli import main
 from nct_md.errors import NCTInputError
 from nct_md.estimator import NCT
 from nct_md.md.frame import EckartFrame, center
 from nct_md.md.phase import from_trajectories, load_phase_space
-from nct_md.md.reweight import bias_at, metad_log_weights
+from nct_md.md.reweight import bias_at, bias_offset, metad_log_weights
 from nct_md.md.thermo import atom_masses, kt
 from nct_md.model import NCTModel
 from nct_md.train.files import read_weights
@@ -206,7 +207,8 @@ def test_load_phase_space_takes_weights(ala_data_files):
 
 
 def write_metad(folder: Path, final_bias: np.ndarray, cvs: np.ndarray, lows, highs,
-                gamma: float = 6.0, temperature: float = 300.0) -> Path:
+                gamma: float = 6.0, temperature: float = 300.0,
+                rbias: np.ndarray | None = None) -> Path:
     """A minimal ``nct-md metad`` folder: metad.json, colvar.csv and free_energy.npy."""
     folder.mkdir()
     (folder / "metad.json").write_text(json.dumps({
@@ -214,8 +216,10 @@ def write_metad(folder: Path, final_bias: np.ndarray, cvs: np.ndarray, lows, hig
         "grid_max_ps": list(highs)}))
     np.save(folder / "free_energy.npy", -gamma / (gamma - 1) * final_bias)
     times = np.arange(1, len(cvs) + 1, dtype=float)
-    names = ["time_ps", *[f"cv{j + 1}" for j in range(cvs.shape[1])], "bias_kjmol"]
-    np.savetxt(folder / "colvar.csv", np.column_stack([times, cvs, np.zeros(len(cvs))]),
+    names = ["time_ps", *[f"cv{j + 1}" for j in range(cvs.shape[1])], "bias_kjmol",
+             "rbias_kjmol"]
+    rbias = np.zeros(len(cvs)) if rbias is None else rbias
+    np.savetxt(folder / "colvar.csv", np.column_stack([times, cvs, np.zeros(len(cvs)), rbias]),
                delimiter=",", header=",".join(names), comments="")
     return folder
 
@@ -228,6 +232,37 @@ def test_final_bias_weights_by_hand(tmp_path):
     np.testing.assert_allclose(metad_log_weights(folder), expected - expected.max(), atol=1e-12)
     skipped = metad_log_weights(folder, skip_ps=2.5)
     assert np.isneginf(skipped[:2]).all() and np.isfinite(skipped[2:]).all()
+    rbias = np.array([0.5, -1.0, 2.0, 0.0])
+    folder = write_metad(tmp_path / "r", np.zeros(5), np.zeros((4, 1)), [-1.0], [1.0],
+                         rbias=rbias)
+    np.testing.assert_allclose(metad_log_weights(folder, method="rbias"),
+                               (rbias - 2.0) / kt(300.0), atol=1e-12)
+    with pytest.raises(NCTInputError, match="method must be one of"):
+        metad_log_weights(folder, method="c(t)")
+
+
+def test_bias_offset_against_quadrature_flat_and_separable_biases():
+    """c(t): a flat bias is its own offset; a 1-D bias against scipy quadrature of the formula;
+    a separable 2-D bias (one axis periodic, OpenMM's layout) is the sum of its parts."""
+    temperature, gamma = 300.0, 6.0
+    assert bias_offset(np.full(11, 7.0), temperature, gamma, [False]) == pytest.approx(7.0)
+
+    def bump(s):
+        return 12.0 * np.exp(-0.5 * ((s - 0.4) / 0.3) ** 2) + 4.0 * np.exp(-0.5 * (s / 0.8) ** 2)
+
+    scale = (gamma - 1.0) * kt(temperature)
+    exact = kt(temperature) * np.log(
+        quad(lambda s: np.exp(gamma * bump(s) / scale), -3, 3)[0]
+        / quad(lambda s: np.exp(bump(s) / scale), -3, 3)[0])
+    axis = np.linspace(-3, 3, 601)
+    # measured 3e-3 kJ/mol (0.001 kT, the grid's end points): far below any dF that matters
+    assert bias_offset(bump(axis), temperature, gamma, [False]) == pytest.approx(exact, abs=5e-3)
+    angle = np.linspace(-np.pi, np.pi, 73)  # periodic: the last point repeats the first
+    wave = 5.0 * (1 + np.cos(angle - 1.0))
+    grid = bump(axis)[None, :] + wave[:, None]  # axis 0 is CV 2 (the angle), axis 1 is CV 1
+    assert bias_offset(grid, temperature, gamma, [False, True]) == pytest.approx(
+        bias_offset(bump(axis), temperature, gamma, [False])
+        + bias_offset(wave[:-1], temperature, gamma, [False]), abs=1e-9)
 
 
 def test_final_bias_weights_match_a_sum_of_gaussians_in_two_dimensions(tmp_path):

@@ -17,8 +17,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Run OpenMM Langevin dynamics of a PDB with a well-tempered metadynamics "
         "bias (openmm.app.Metadynamics) on the model's slowest CVs, computed by PythonForce "
         "collective variables, evaluated every --bias-interval steps. Writes OUT/trajectory.h5, "
-        "OUT/colvar.csv (time, CVs, bias, kinetic temperature, Phi/Psi), OUT/bias/ (bias grids), "
-        "OUT/free_energy.npy and OUT/metad.json.")
+        "OUT/colvar.csv (time, CVs, bias, rbias, kinetic temperature, Phi/Psi), OUT/bias/ "
+        "(bias grids), OUT/free_energy.npy and OUT/metad.json.")
     parser.add_argument("model", type=Path, help="model file written by nct-md train")
     parser.add_argument("--pdb", required=True, help="structure matching the model's topology")
     parser.add_argument("--out", required=True, type=Path, help="output folder")

@@ -10,7 +10,8 @@ run_well_tempered(variables, pdb, out_dir, temperature, ...) -> dict
     The same run for given bias variables (any CVs: an NCT model's, another learned module's
     through :func:`nct_md.export.openmm_force.bias_variables`, torsions of a
     ``CustomTorsionForce``) and write, in ``out_dir``: ``trajectory.h5`` (mdtraj HDF5, positions
-    nm, time ps), ``colvar.csv`` (time, every CV, the bias energy, the kinetic temperature,
+    nm, time ps), ``colvar.csv`` (time, every CV, the bias energy, ``rbias`` (the bias less
+    the Tiwary-Parrinello offset c(t), :mod:`nct_md.md.reweight`), the kinetic temperature,
     and Phi/Psi where the topology has them), ``bias/`` (OpenMM's periodically saved bias
     grids), ``free_energy.npy`` (the final free energy estimate on the grid, kJ/mol) and
     ``metad.json`` (settings, grid axes, summary).
@@ -67,6 +68,7 @@ from nct_md.md.langevin import (
     platform_properties,
     time_step,
 )
+from nct_md.md.reweight import bias_offset
 from nct_md.md.simulate import read_structure
 from nct_md.md.system import build_system, check_choices
 from nct_md.md.thermo import check_temperature, degrees_of_freedom, kinetic_temperature
@@ -309,14 +311,18 @@ def run_well_tempered(variables: Sequence[app.BiasVariable], pdb: str | Path,
 
     xyz, rows = [], []
     n_dof = degrees_of_freedom(system)
+    periodic = [v.periodic for v in variables]
     start = time.perf_counter()
     for k in tqdm(range(n_frames), disable=not progress, desc="metad", unit="frame"):
         meta.step(simulation, steps_per_frame // bias_interval)
         state = simulation.context.getState(getPositions=True, getEnergy=True,
                                             groups={bias_group})
         xyz.append(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
-        rows.append([(k + 1) * save_every_ps, *meta.getCollectiveVariables(simulation),
-                     state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole),
+        bias = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+        grid = -(bias_factor - 1.0) / bias_factor * meta.getFreeEnergy().value_in_unit(
+            unit.kilojoule_per_mole)
+        rows.append([(k + 1) * save_every_ps, *meta.getCollectiveVariables(simulation), bias,
+                     bias - bias_offset(grid, temperature, bias_factor, periodic),
                      kinetic_temperature(state.getKineticEnergy().value_in_unit(
                          unit.kilojoule_per_mole), n_dof)])
     wall = time.perf_counter() - start
@@ -325,7 +331,7 @@ def run_well_tempered(variables: Sequence[app.BiasVariable], pdb: str | Path,
                          md.Topology.from_openmm(structure.topology),
                          time=np.asarray([r[0] for r in rows]))
     columns = ["time_ps", *[f"cv{j + 1}" for j in range(len(variables))], "bias_kjmol",
-               "temperature_k"]
+               "rbias_kjmol", "temperature_k"]
     torsion_names, torsions, summary = _torsion_columns(traj)
     columns += torsion_names
     table = np.column_stack([np.asarray(rows), *torsions])
@@ -348,8 +354,8 @@ def run_well_tempered(variables: Sequence[app.BiasVariable], pdb: str | Path,
         "bias_interval": bias_interval,
         "free_energy_axes": "axis i (reversed CV order, OpenMM's layout) spans grid_min..grid_max",
     }
-    if any(v.periodic for v in variables):
-        settings["periodic"] = [v.periodic for v in variables]
+    if any(periodic):
+        settings["periodic"] = periodic
     result = {**settings, **summary, "n_frames": n_frames,
               "mean_temperature_k": float(table[:, columns.index("temperature_k")].mean()),
               "wall_s": wall,

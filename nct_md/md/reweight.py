@@ -1,23 +1,24 @@
 """Per-frame weights of a well-tempered metadynamics run, for training on its biased frames.
 
 A frame ``t`` with CVs ``s_t`` sampled under a bias ``V`` stands for ``w_t`` frames of the
-unbiased ensemble. Tiwary and Parrinello (J. Phys. Chem. B 119, 736 (2015)) give, for a bias
-that grows in time,
+unbiased ensemble. Two estimates, :data:`METHODS`:
 
-    w_t ∝ exp((V(s_t, t) - c(t)) / kT),
-    c(t) = kT ln( ∫ exp(γ V(s, t) / ((γ - 1) kT)) ds / ∫ exp(V(s, t) / ((γ - 1) kT)) ds ),
+``"final_bias"`` (the default)
+    ``w_t ∝ exp(V_final(s_t) / kT)`` with the last bias of the run (``free_energy.npy``,
+    ``F = -γ / (γ - 1) V_final``, bias factor ``γ``): exact once the bias has stopped changing
+    (well-tempered: ``V_final = -(1 - 1/γ) F + const``, so the run samples ``p^(1/γ)`` and
+    ``w`` restores ``p``); frames of the early filling stage, when the bias was still far from
+    ``V_final``, are weighted less well: ``skip_ps`` gives them weight 0.
+``"rbias"``
+    Tiwary and Parrinello (J. Phys. Chem. B 119, 736 (2015)): the bias each frame felt, less the
+    time-dependent offset :func:`bias_offset`,
+    ``w_t ∝ exp((V(s_t, t) - c(t)) / kT)``,
+    ``c(t) = kT ln( ∫ exp(γ V(s, t) / ((γ - 1) kT)) ds / ∫ exp(V(s, t) / ((γ - 1) kT)) ds )``,
+    which needs the whole grid at every frame time: ``nct-md metad`` records
+    ``rbias = V(s_t, t) - c(t)`` per frame in ``colvar.csv`` (PLUMED's ``metad.rbias``). It
+    weights the filling stage too, by the bias then in place.
 
-with bias factor ``γ``. ``c(t)`` needs the whole bias grid ``V(s, t)`` at every frame time, and
-``nct-md metad`` (OpenMM's ``Metadynamics``) does not keep it: OpenMM deletes each saved bias
-file when it writes the next, so only the final bias survives (as ``free_energy.npy``
-``F = -γ / (γ - 1) V_final``). :func:`metad_log_weights` therefore uses the final bias,
-
-    w_t ∝ exp(V_final(s_t) / kT),
-
-exact once the bias has stopped changing (well-tempered: ``V_final = -(1 - 1/γ) F + const``,
-so the run samples ``p^(1/γ)`` and ``w`` restores ``p``); frames of the early filling stage,
-when the bias was still far from ``V_final``, are weighted less well: ``skip_ps`` gives them
-weight 0. Units: bias in kJ/mol, temperature in K, CVs in the model's units (ps).
+Units: bias in kJ/mol, temperature in K, CVs in the model's units (ps).
 """
 
 from __future__ import annotations
@@ -28,9 +29,13 @@ from pathlib import Path
 
 import numpy as np
 from scipy.interpolate import RegularGridInterpolator
+from scipy.special import logsumexp
 
 from nct_md.errors import NCTInputError
 from nct_md.md.thermo import kt
+
+#: The weights :func:`metad_log_weights` computes (module docstring).
+METHODS = ("final_bias", "rbias")
 
 
 def bias_at(cvs: np.ndarray, bias: np.ndarray, lows: Sequence[float],
@@ -56,16 +61,36 @@ def bias_at(cvs: np.ndarray, bias: np.ndarray, lows: Sequence[float],
     return table(np.asarray(cvs, dtype=np.float64).reshape(len(cvs), grid.ndim))
 
 
-def metad_log_weights(out_dir: str | Path, skip_ps: float = 0.0) -> np.ndarray:
+def bias_offset(bias: np.ndarray, temperature: float, bias_factor: float,
+                periodic: Sequence[bool]) -> float:
+    """Tiwary-Parrinello ``c(t)`` (kJ/mol) of a well-tempered bias grid (module docstring).
+
+    ``bias`` : OpenMM's layout (axis ``i`` is CV ``k - 1 - i``), kJ/mol; ``periodic`` per CV, in
+    CV order: a periodic axis repeats its first point last, which is left out of the integrals.
+    The uniform grid spacing cancels in the ratio.
+    """
+    grid = np.asarray(bias, dtype=np.float64)
+    for axis, wraps in enumerate(reversed(list(periodic))):
+        if wraps:
+            grid = np.delete(grid, -1, axis=axis)
+    scaled = grid.ravel() / ((bias_factor - 1.0) * kt(temperature))
+    return float(kt(temperature) * (logsumexp(bias_factor * scaled) - logsumexp(scaled)))
+
+
+def metad_log_weights(out_dir: str | Path, skip_ps: float = 0.0,
+                      method: str = "final_bias") -> np.ndarray:
     """``ln w`` (max 0) of each frame of an ``nct-md metad`` folder, shape ``(n_frames,)``.
 
-    Reads ``metad.json`` (temperature K, bias factor, grid), ``colvar.csv`` (frame times ps and
-    CVs) and ``free_energy.npy``; the final bias ``V_final = -(γ - 1) / γ F`` (kJ/mol) gives
-    ``ln w_t = V_final(s_t) / kT`` (module docstring). Frames before ``skip_ps`` get
-    ``-inf`` (weight 0). The frames are those of ``trajectory.h5``, in order; for
+    Reads ``metad.json`` (temperature K, bias factor, grid), ``colvar.csv`` (frame times ps,
+    CVs, ``rbias_kjmol``) and ``free_energy.npy``. ``method`` (module docstring):
+    ``"final_bias"``, ``ln w_t = V_final(s_t) / kT`` with ``V_final = -(γ - 1) / γ F``
+    (kJ/mol); ``"rbias"``, ``ln w_t = rbias_t / kT``. Frames before ``skip_ps`` get ``-inf``
+    (weight 0). The frames are those of ``trajectory.h5``, in order; for
     ``nct-md train --weights`` write them with
     ``np.savetxt(FILE, log_w, header="log-weights")``.
     """
+    if method not in METHODS:
+        raise NCTInputError(f"method must be one of {METHODS}, got {method!r}")
     out_dir = Path(out_dir)
     try:
         settings = json.loads((out_dir / "metad.json").read_text())
@@ -76,10 +101,13 @@ def metad_log_weights(out_dir: str | Path, skip_ps: float = 0.0) -> np.ndarray:
     except FileNotFoundError as exc:
         raise NCTInputError(f"{out_dir} is not an nct-md metad folder: {exc.filename} is "
                             "missing") from None
-    gamma = float(settings["bias_factor"])
-    final_bias = -(gamma - 1.0) / gamma * free_energy
-    cvs = table[:, [columns.index(f"cv{j + 1}") for j in range(free_energy.ndim)]]
-    log_w = bias_at(cvs, final_bias, settings["grid_min_ps"], settings["grid_max_ps"])
+    if method == "rbias":
+        log_w = table[:, columns.index("rbias_kjmol")].copy()
+    else:
+        gamma = float(settings["bias_factor"])
+        final_bias = -(gamma - 1.0) / gamma * free_energy
+        cvs = table[:, [columns.index(f"cv{j + 1}") for j in range(free_energy.ndim)]]
+        log_w = bias_at(cvs, final_bias, settings["grid_min_ps"], settings["grid_max_ps"])
     log_w = log_w / kt(settings["temperature"])
     log_w -= log_w.max()
     log_w[table[:, columns.index("time_ps")] < skip_ps] = -np.inf
