@@ -136,9 +136,9 @@ class NCT:
         With per-frame weights (biased sampling), still take the kinetic objective from the
         time-lagged pairs of every trajectory, unweighted, as TICA of biased trajectories does.
         Their dynamics are not the unbiased kinetics, but the transitions a bias drives remain
-        their slowest motions, which is what CVs for the next bias need (the exploration loop,
-        :mod:`nct_md.explore`, sets it). False (the default): weights turn the kinetic
-        objective off.
+        their slowest motions, which is what CVs for the next bias need (the exploration loop
+        passes it on from its ``train`` settings). False (the default): weights turn the
+        kinetic objective off.
 
     Notes
     -----

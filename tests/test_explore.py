@@ -103,8 +103,8 @@ def test_killed_loop_resumes_without_redoing_iteration_1(loop):
         explore(ALA_PDB, out, iterations=3, resume=True, seed=1, **TINY)
 
 
-def test_biased_rounds_keep_the_kinetic_objective(tmp_path):
-    train = {**TINY["train"], "kinetic_weight": 1.0, "lag_ps": 0.2}
+def test_biased_rounds_keep_the_kinetic_objective_when_asked(tmp_path):
+    train = {**TINY["train"], "kinetic_weight": 1.0, "lag_ps": 0.2, "biased_kinetics": True}
     explore(ALA_PDB, tmp_path / "run", iterations=2, **{**TINY, "train": train})
     # round 2 fits the plain start and round 1's biased run, weighted, and the kinetic
     # objective on the unweighted lagged pairs of both
@@ -172,7 +172,6 @@ def test_bad_inputs_one_line_exit_2_nothing_written(tmp_path, ala_pdb, ala, writ
         explore(ala_pdb, out, resume=True, **TINY)
     with pytest.raises(NCTInputError, match="train has unknown keys"):
         explore(ala_pdb, tmp_path / "x", **{**TINY, "train": {"epoch": 1}})
-    with pytest.raises(NCTInputError, match="biased_kinetics=False needs unbiased"):
-        explore(ala_pdb, tmp_path / "x", **{**TINY, "train": {"kinetic_weight": 1.0,
-                                                              "biased_kinetics": False}})
+    with pytest.raises(NCTInputError, match="kinetic_weight > 0 needs unbiased"):
+        explore(ala_pdb, tmp_path / "x", **{**TINY, "train": {"kinetic_weight": 1.0}})
     assert not (tmp_path / "x").exists()

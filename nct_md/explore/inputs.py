@@ -44,11 +44,10 @@ def check_train(train: dict, iterations: int) -> None:
     _check_keys("train", nct, [p for p in inspect.signature(NCT).parameters
                                if p not in ("checkpoint", "restart", "progress")])
     NCT(**nct)
-    if iterations > 1 and nct.get("kinetic_weight") and nct.get("biased_kinetics") is False:
-        raise NCTInputError("kinetic_weight > 0 with biased_kinetics=False needs unbiased "
-                            "trajectories, and from iteration 2 on the data hold weighted "
-                            "metadynamics frames; drop biased_kinetics=False or set "
-                            "kinetic_weight 0")
+    if iterations > 1 and nct.get("kinetic_weight") and not nct.get("biased_kinetics"):
+        raise NCTInputError("kinetic_weight > 0 needs unbiased trajectories, and from iteration "
+                            "2 on the data hold weighted metadynamics frames; leave it unset "
+                            "(automatic), 0, or add biased_kinetics=True")
     if "stride" in train:
         check_integer("stride", train["stride"])
 

@@ -118,9 +118,11 @@ def _write_cvs(path: Path, run: Run, offset_ps: float, cvs: np.ndarray, score: n
 def _biased_iteration(stage: Path, out: Path, iteration: int, runs: list[Run],
                       records: list[dict], settings: dict) -> dict:
     """Fit, bias and record one iteration in ``stage``; returns its record (no ``ns``)."""
-    # the biased runs' transitions are the slowest motions the next CVs should follow
-    biased = {"biased_kinetics": True} if is_biased(runs) else {}
-    train = {"seed": settings["seed"] + iteration} | biased | settings["train"]
+    # weighted (biased) frames carry no unbiased kinetics: the likelihood alone (no warning),
+    # unless the settings ask for biased_kinetics
+    biased = is_biased(runs) and not settings["train"].get("biased_kinetics")
+    quiet = {"kinetic_weight": 0.0} if biased else {}
+    train = {"seed": settings["seed"] + iteration} | quiet | settings["train"]
     stride = train.get("stride", 1)
     model = train_files([run.path for run in runs], stage / "model.pt",
                         temperature=settings["temperature"], verbose=settings["progress"],
@@ -224,8 +226,8 @@ def explore(pdb: str | Path, out_dir: str | Path, forcefield: str = "amber99sbil
     train : dict, optional
         Keyword arguments of :func:`nct_md.train.files.train_files` (``select``, ``stride``)
         and :class:`nct_md.estimator.NCT` (``n_couplings``, ``epochs``, ``restarts``, ...).
-        Once biased (weighted) frames are in the data, the kinetic objective takes the
-        time-lagged pairs of every run, unweighted (``biased_kinetics``).
+        The kinetic objective is off once biased (weighted) frames are in the data, unless
+        ``biased_kinetics=True``: then it takes the time-lagged pairs of every run, unweighted.
     metad : dict, optional
         ``bias_factor``, ``height`` (kJ/mol), ``pace`` (steps), ``widths`` (ps) of
         :func:`nct_md.export.metad.run_metadynamics`.
