@@ -24,7 +24,7 @@ well-tempered metadynamics on (Phi, Psi) (block errors; ``--reference-ns 0`` ski
 fresh runs are ``S + 1000``.
 
 Run ``python -m bench.bench_explore [--seeds 0 1 2] [--plain-ns 2] [--iterations 3]
-[--ns-per-iteration 1.0] [--reference-ns 10] [--train KEY=VALUE ...] [--arms ...]``; writes
+[--ns-per-iteration 0.75] [--reference-ns 10] [--train KEY=VALUE ...] [--arms ...]``; writes
 one JSON (``--out``, default ``bench/out/explore.json``, never overwritten) with every arm,
 seed and setting, keeps the runs in ``--work`` (default: beside the JSON) and prints a markdown
 table. ``python -m bench.bench_explore --merge OUT A.json B.json`` joins runs of other seeds
@@ -344,7 +344,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--plain-ns", type=float, default=2.0)
     parser.add_argument("--iterations", type=int, default=3)
-    parser.add_argument("--ns-per-iteration", type=float, default=1.0)
+    parser.add_argument("--ns-per-iteration", type=float, default=0.75)
     parser.add_argument("--fresh-ns", type=float, help="default: --ns-per-iteration")
     parser.add_argument("--reference-ns", type=float, default=10.0)
     parser.add_argument("--reference-seed", type=int, default=0)
