@@ -120,8 +120,8 @@ def _biased_iteration(stage: Path, out: Path, iteration: int, runs: list[Run],
     """Fit, bias and record one iteration in ``stage``; returns its record (no ``ns``)."""
     # weighted (biased) frames carry no unbiased kinetics: the likelihood alone (no warning),
     # unless the settings ask for biased_kinetics
-    biased = is_biased(runs) and not settings["train"].get("biased_kinetics")
-    quiet = {"kinetic_weight": 0.0} if biased else {}
+    likelihood_only = is_biased(runs) and not settings["train"].get("biased_kinetics")
+    quiet = {"kinetic_weight": 0.0} if likelihood_only else {}
     train = {"seed": settings["seed"] + iteration} | quiet | settings["train"]
     stride = train.get("stride", 1)
     model = train_files([run.path for run in runs], stage / "model.pt",
