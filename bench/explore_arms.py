@@ -51,7 +51,7 @@ from nct_md.cv.reference import (
     committed_transitions,
     phi_core,
     phi_core_delta_f,
-    torsion_atoms,
+    phi_psi_pairs,
 )
 from nct_md.explore.runs import Run, biased_run, frame_table, population_weights
 from nct_md.explore.states import backbone_basins
@@ -153,8 +153,7 @@ def torsion_variables(pdb: Path) -> list[app.BiasVariable]:
     """Periodic bias variables on Phi and Psi (:data:`IDEAL` width) of the PDB's first residue
     with both."""
     topology = md.load_topology(str(pdb))
-    phi_atoms, psi_atoms = torsion_atoms(topology)
-    phi, psi = next((a, b) for a in phi_atoms for b in psi_atoms if a[2] == b[1])
+    phi, psi = phi_psi_pairs(topology)[0]
     variables = []
     for atoms in (phi, psi):
         force = openmm.CustomTorsionForce("theta")

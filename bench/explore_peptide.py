@@ -34,7 +34,7 @@ import torch
 
 from bench.bench_explore import key_values
 from nct_md.atomic import atomic_path
-from nct_md.cv.reference import committed_transitions, phi_core, torsion_atoms
+from nct_md.cv.reference import committed_transitions, phi_core, phi_psi_pairs
 from nct_md.errors import NCTInputError
 from nct_md.explore import explore
 
@@ -42,8 +42,7 @@ from nct_md.explore import explore
 def residue_phi(traj: md.Trajectory) -> tuple[list[str], np.ndarray]:
     """Names and Phi ``(n_frames, n_residues)`` (rad) of the residues with Phi and Psi, in the
     order :func:`nct_md.explore.states.backbone_basins` reports them."""
-    phi_atoms, psi_atoms = torsion_atoms(traj.topology)
-    phis = [a for a in phi_atoms if any(a[2] == b[1] for b in psi_atoms)]
+    phis = [phi for phi, _ in phi_psi_pairs(traj.topology)]
     names = [str(traj.topology.atom(int(a[2])).residue) for a in phis]
     return names, md.compute_dihedrals(traj, np.asarray(phis)).astype(np.float64)
 

@@ -1,7 +1,8 @@
 """Reference coordinates for judging CVs: backbone torsions and Ramachandran basins.
 
 :func:`phi_psi` is the one place Phi and Psi are computed (radians); plots and sample
-diagnostics convert to degrees where they show them.
+diagnostics convert to degrees where they show them. :func:`phi_psi_pairs` is the one place a
+residue's Phi is paired with its Psi (per residue: explore's basins, the benches' torsions).
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ def torsion_atoms(topology: md.Topology) -> tuple[np.ndarray, np.ndarray]:
     return md.compute_phi(frame)[0], md.compute_psi(frame)[0]
 
 
+def phi_psi_pairs(topology: md.Topology) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Phi and Psi quadruplets ``(4,)`` of each residue that has both (the same CA), in
+    residue order."""
+    phi_atoms, psi_atoms = torsion_atoms(topology)
+    return [(a, b) for a in phi_atoms for b in psi_atoms if a[2] == b[1]]
+
+
 def phi_psi(traj: md.Trajectory) -> tuple[np.ndarray, np.ndarray]:
     """Backbone torsions Phi and Psi of the first residue that has both.
 
@@ -36,8 +44,7 @@ def phi_psi(traj: md.Trajectory) -> tuple[np.ndarray, np.ndarray]:
     NCTInputError
         If no residue has both torsions (they need the C-N-CA-C-N backbone atoms).
     """
-    phi_atoms, psi_atoms = torsion_atoms(traj.topology)
-    pairs = [(a, b) for a in phi_atoms for b in psi_atoms if a[2] == b[1]]  # the same CA
+    pairs = phi_psi_pairs(traj.topology)
     if not pairs:
         raise NCTInputError("the topology has no residue with both Phi and Psi (atoms C-N-CA-C-N "
                             "of a peptide backbone); Ramachandran angles need a peptide")

@@ -37,8 +37,8 @@ from nct_md.cv.reference import (
     BASINS,
     phi_core,
     phi_core_delta_f,
+    phi_psi_pairs,
     ramachandran_basin,
-    torsion_atoms,
 )
 
 #: How :func:`count_states` defines states and new states, as recorded in explore.json.
@@ -98,8 +98,7 @@ def backbone_basins(trajs: list[md.Trajectory], biased_ps: np.ndarray,
     frame of them concatenated.
     """
     topology = trajs[0].topology
-    phi_atoms, psi_atoms = torsion_atoms(topology)
-    pairs = [(a, b) for a in phi_atoms for b in psi_atoms if a[2] == b[1]]
+    pairs = phi_psi_pairs(topology)
     if not pairs:
         return []
     quadruplets = np.asarray([atoms for pair in pairs for atoms in pair])  # Phi, Psi, Phi, ...
