@@ -13,7 +13,10 @@ Per seed ``S``, every arm starts from the same plain MD (``--plain-ns`` ns from 
   seed ``S + i``);
 - ``ideal``: one well-tempered metadynamics run on (Phi, Psi) of the same biased length
   (height 1.2 kJ/mol, width 0.35 rad, bias factor 6, pace 1 ps; seed ``S + 1``);
-- ``plain``: plain MD from the PDB with seed ``S`` of the same total length (plain + biased).
+- ``plain``: plain MD from the PDB with seed ``S`` of the same total length (plain + biased);
+- ``ideal_loop_bias``: a fresh run only, on (Phi, Psi) (width 0.35 rad) with the loop's bias
+  settings (the NCT arm's height, bias factor and pace, the bias every step, as the TICA arm):
+  what the ideal CVs do under the bias the loops use. Not part of the default ``--arms``.
 
 Measured per arm and seed: the first visit of the positive Phi core (cumulative biased ps; for
 plain MD the ps after ``--plain-ns``), committed Phi transitions and their rate per ns in a
@@ -59,7 +62,9 @@ from nct_md.md.simulate import simulate
 from nct_md.md.thermo import kt
 from nct_md.model import NCTModel
 
-ARMS = ("nct", "tica", "ideal", "plain")
+ARMS = ("nct", "tica", "ideal", "plain", "ideal_loop_bias")
+#: arms run unless ``--arms`` says otherwise
+DEFAULT_ARMS = ARMS[:4]
 #: fresh-bias runs use seed ``S + FRESH_SEED``
 FRESH_SEED = 1000
 PDB = Path(__file__).parents[1] / "data" / "alanine-dipeptide.pdb"
@@ -157,6 +162,15 @@ def ideal_arm(args: argparse.Namespace, work: Path, start: Path, seed: int) -> d
             "fresh": arms.fresh_measures(arms.phi_of(work / "fresh"), args.fresh_ns, fresh)}
 
 
+def ideal_loop_bias_arm(args: argparse.Namespace, work: Path, start: Path, seed: int) -> dict:
+    """A fresh run on (Phi, Psi) with the loops' bias settings (module docstring)."""
+    fresh = run_well_tempered(arms.torsion_variables(args.pdb), args.pdb, work / "fresh",
+                              args.temperature, ns=args.fresh_ns, seed=seed + FRESH_SEED,
+                              bias_interval=arms.TICA_BIAS_INTERVAL, **NCT_BIAS, **_md(args))
+    return {"first_positive_core_biased_ps": None, "delta_f_kt": None,
+            "fresh": arms.fresh_measures(arms.phi_of(work / "fresh"), args.fresh_ns, fresh)}
+
+
 def plain_arm(args: argparse.Namespace, work: Path, start: Path, seed: int) -> dict:
     """Plain MD from the PDB with the start's seed, of the loop's total length."""
     ns = args.plain_ns + args.iterations * args.ns_per_iteration
@@ -235,7 +249,7 @@ def _cell(stats: dict, digits: int) -> str:
 def table(summary: dict, reference: dict | None) -> str:
     """Markdown table, arms side by side."""
     names = {"nct": "NCT loop", "tica": "TICA loop", "ideal": "Phi/Psi metad (ideal)",
-             "plain": "plain MD"}
+             "plain": "plain MD", "ideal_loop_bias": "Phi/Psi metad, the loops' bias"}
     lines = ["| arm | first Phi>0-core visit, biased ps: median (per seed) | committed "
              "transitions / ns, fresh bias: median (per seed) | dF, kT: mean +- sem | "
              "dF - reference, kT |", "|---|---|---|---|---|"]
@@ -279,7 +293,7 @@ def run(args: argparse.Namespace) -> dict:
             _log(f"seed {seed}: {arm}")
             started = time.perf_counter()
             function = {"nct": nct_arm, "tica": tica_arm, "ideal": ideal_arm,
-                        "plain": plain_arm}[arm]
+                        "plain": plain_arm, "ideal_loop_bias": ideal_loop_bias_arm}[arm]
             try:
                 result = function(args, args.work / f"seed-{seed}" / arm, start, seed)
             except (RuntimeError, openmm.OpenMMException) as exc:  # e.g. a simulation that blew up
@@ -348,7 +362,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fresh-ns", type=float, help="default: --ns-per-iteration")
     parser.add_argument("--reference-ns", type=float, default=10.0)
     parser.add_argument("--reference-seed", type=int, default=0)
-    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(DEFAULT_ARMS))
     parser.add_argument("--train", nargs="+", default=[], metavar="KEY=VALUE",
                         help="NCT settings of the loop, e.g. epochs=2 restarts=1")
     parser.add_argument("--tica-lag-ps", type=float, default=10.0)

@@ -41,7 +41,7 @@ def test_json_has_every_arm_seed_and_setting(smoke):
     assert settings["ideal"] == {"height": 1.2, "width_rad": 0.35, "bias_factor": 6.0,
                                  "pace_ps": 1.0}
     assert result["starts"]["0"]["positive_core_frames"] == 0
-    assert list(result["seeds"]) == list(bench_explore.ARMS)
+    assert list(result["seeds"]) == list(bench_explore.DEFAULT_ARMS)
     for arm, seeds in result["seeds"].items():
         (row,) = seeds
         assert row["seed"] == 0 and row["wall_s"] > 0, arm
@@ -168,3 +168,21 @@ def test_an_arm_that_fails_is_recorded_and_the_others_go_on(tmp_path, monkeypatc
     assert result["arms"]["tica"]["rate_per_ns"]["median"] is None
     assert result["seeds"]["plain"][0]["fresh"]["rate_per_ns"] is not None
     assert "Failed (left out of the statistics): TICA loop seed 0" in result["table"]
+
+
+def test_ideal_arm_with_the_loops_bias(tmp_path):
+    """``--arms ideal_loop_bias``: one fresh (Phi, Psi) run with the loops' height, bias factor
+    and pace, the bias every step."""
+    smoke = [*SMOKE, "--arms", "ideal_loop_bias"]
+    smoke[smoke.index("--reference-ns") + 1] = "0"
+    result = bench_explore.main([*smoke, "--out", str(tmp_path / "same.json")])
+    (row,) = result["seeds"]["ideal_loop_bias"]
+    assert row["first_positive_core_biased_ps"] is None and row["fresh"]["ns"] == 0.003
+    folder = tmp_path / "same-runs" / "seed-0" / "ideal_loop_bias" / "fresh"
+    metad = json.loads((folder / "metad.json").read_text())
+    assert {k: metad[k] for k in ("height_kjmol", "bias_factor", "pace_steps", "bias_interval")
+            } == {"height_kjmol": 2.0, "bias_factor": 10.0, "pace_steps": 250, "bias_interval": 1}
+    table = np.loadtxt(folder / "colvar.csv", delimiter=",", skiprows=1)
+    np.testing.assert_allclose(np.angle(np.exp(1j * (table[:, 1:3] - table[:, 6:8]))), 0,
+                               atol=1e-4)
+    assert "Phi/Psi metad, the loops' bias" in result["table"]
