@@ -139,3 +139,13 @@ def test_cli_bad_input_exits_2(ala_data_files, tmp_path, capsys, extra, message)
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "s.pt").exists()
+
+
+def test_cli_help_states_the_distillation_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    defaults = DistilSettings()
+    assert f"(default {' '.join(map(str, defaults.hidden))})" in text
+    assert f"training epochs (default {defaults.epochs})" in text
+    assert f"nm (default {defaults.noise_nm})" in text

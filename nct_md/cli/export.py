@@ -47,11 +47,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                            help="topology of the trajectories (default: the first file's)")
     surrogate.add_argument("--stride", type=int, default=1,
                            help="keep every stride-th frame (default 1)")
-    surrogate.add_argument("--surrogate-hidden", type=int, nargs="+", default=[64, 64],
-                           metavar="WIDTH", help="hidden layer widths (default 64 64)")
-    surrogate.add_argument("--surrogate-epochs", type=int, default=500,
-                           help="training epochs (default 500)")
-    surrogate.add_argument("--surrogate-noise", type=float, default=0.005, metavar="NM",
+    surrogate.add_argument("--surrogate-hidden", type=int, nargs="+", metavar="WIDTH",
+                           help="hidden layer widths (default 128 128)")
+    surrogate.add_argument("--surrogate-epochs", type=int, help="training epochs (default 500)")
+    surrogate.add_argument("--surrogate-noise", type=float, metavar="NM",
                            help="standard deviation of the noise of the perturbed frames, nm "
                                 "(default 0.005)")
     # n_cvs errors come from save_torchscript and keep its parameter name
@@ -66,7 +65,8 @@ def run(args: argparse.Namespace) -> None:
     from nct_md.export.surrogate import DistilSettings
 
     kwargs = options(args)
-    settings = DistilSettings(hidden=tuple(kwargs.pop("surrogate_hidden")),
-                              epochs=kwargs.pop("surrogate_epochs"),
-                              noise_nm=kwargs.pop("surrogate_noise"))
+    given = {"hidden": kwargs.pop("surrogate_hidden"), "epochs": kwargs.pop("surrogate_epochs"),
+             "noise_nm": kwargs.pop("surrogate_noise")}
+    settings = DistilSettings(**{key: tuple(value) if key == "hidden" else value
+                                 for key, value in given.items() if value is not None})
     export_model(**kwargs | {"surrogate": settings if kwargs["surrogate"] else None})

@@ -49,7 +49,7 @@ class DistilSettings:
     ``gradient_weight`` (weight of the Jacobian term against the value term), ``seed``.
     """
 
-    hidden: tuple[int, ...] = (64, 64)
+    hidden: tuple[int, ...] = (128, 128)
     epochs: int = 500
     batch_size: int = 256
     lr: float = 1e-2
