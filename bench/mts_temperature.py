@@ -1,7 +1,7 @@
 """Kinetic temperature and potential energy of the impulse integrator against plain Langevin.
 
 Metadynamics with ``bias_interval > 1`` runs ``openmm.MTSLangevinIntegrator``
-(:func:`nct_md.md.langevin.mts_langevin_integrator`), plain MD and ``bias_interval=1``
+(:func:`nct_md.md.langevin.mts_langevin_integrator`); plain MD and ``bias_interval=1`` run
 ``LangevinMiddleIntegrator``. This runs both on alanine dipeptide (amber99sbildn + OBC, H-bonds
 constrained, 2 fs steps, 300 K, Reference platform) with a zero force as the slow group, so the
 dynamics differ only by the integrator: equal mean potential energies mean equal sampling of
