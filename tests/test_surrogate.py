@@ -149,3 +149,7 @@ def test_cli_help_states_the_distillation_defaults(capsys):
     assert f"(default {' '.join(map(str, defaults.hidden))})" in text
     assert f"training epochs (default {defaults.epochs})" in text
     assert f"nm (default {defaults.noise_nm})" in text
+
+
+def test_settings_take_any_sequence_of_widths():
+    assert DistilSettings(hidden=[32, 16]).hidden == (32, 16)

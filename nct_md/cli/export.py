@@ -67,6 +67,5 @@ def run(args: argparse.Namespace) -> None:
     kwargs = options(args)
     given = {"hidden": kwargs.pop("surrogate_hidden"), "epochs": kwargs.pop("surrogate_epochs"),
              "noise_nm": kwargs.pop("surrogate_noise")}
-    settings = DistilSettings(**{key: tuple(value) if key == "hidden" else value
-                                 for key, value in given.items() if value is not None})
+    settings = DistilSettings(**{key: value for key, value in given.items() if value is not None})
     export_model(**kwargs | {"surrogate": settings if kwargs["surrogate"] else None})

@@ -58,6 +58,9 @@ class DistilSettings:
     gradient_weight: float = 1.0
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        self.hidden = tuple(self.hidden)  # any sequence of widths (a CLI list) is accepted
+
     def check(self) -> None:
         """Raise NCTInputError naming the first bad setting."""
         if not self.hidden:
