@@ -92,7 +92,8 @@ class NCT:
         Epochs without validation improvement before stopping.
     seed : int
     restarts : int
-        Fit seeds ``seed, seed + 1, ...`` (this many) and keep one fit
+        Fit this many times, with seeds ``seed * restarts, ..., seed * restarts + restarts -
+        1`` (so runs with different ``seed`` never share a fit), and keep one fit
         (:func:`~nct_md.train.kinetic.choose_restart`); all are recorded in
         ``info.training.restarts``.
     device : str or torch.device
@@ -202,8 +203,10 @@ class NCT:
 
     @property
     def seeds(self) -> list[int]:
-        """The seeds fitted: ``seed, ..., seed + restarts - 1``."""
-        return list(range(self.seed, self.seed + self.restarts))
+        """The seeds fitted, ``seed * restarts + r`` for ``r < restarts``: disjoint for
+        different ``seed`` (one fit, ``restarts == 1``, uses ``seed`` itself)."""
+        first = self.seed * self.restarts
+        return list(range(first, first + self.restarts))
 
     def checkpoint_paths(self) -> list[Path]:
         """The checkpoint file of each seed (``CKPT``, or ``NAME.seedS.SUFFIX`` with restarts)."""

@@ -102,7 +102,9 @@ def test_knn_balanced_accuracy():
 
 @pytest.mark.parametrize("phi, psi, name", [(-150, 150, "C5/beta"), (-75, 145, "C7eq/PII"),
                                             (-70, -40, "alphaR"), (70, -70, "C7ax"),
-                                            (60, 40, "alphaL"), (-160, -170, "C5/beta")])
+                                            (60, 40, "alphaL"), (-160, -170, "C5/beta"),
+                                            (178, 160, "C5/beta"), (170, -170, "C5/beta"),
+                                            (170, -60, "C7ax"), (80, 160, "alphaL")])
 def test_ramachandran_basins(phi, psi, name):
     code = reference.ramachandran_basin(np.radians([phi]), np.radians([psi]))[0]
     assert reference.BASINS[code] == name

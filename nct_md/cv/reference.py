@@ -75,15 +75,18 @@ def ramachandran_basin(phi: np.ndarray, psi: np.ndarray) -> np.ndarray:
 
     - Phi < 0 and -120 <= Psi < 50: ``alphaR``;
     - Phi < 0 otherwise (extended Psi): ``C5/beta`` for Phi < -110, else ``C7eq/PII``;
-    - Phi >= 0 and -150 <= Psi < -10: ``C7ax``;
+    - Phi >= 120 with extended Psi (Psi < -120 or Psi >= 50): ``C5/beta``, which wraps across
+      Phi = +-180;
+    - Phi >= 0 and -150 <= Psi < -10 otherwise: ``C7ax``;
     - Phi >= 0 otherwise: ``alphaL`` (with the rare Phi > 0, extended-Psi frames).
     """
     phi_deg, psi_deg = np.degrees(phi), np.degrees(psi)
     neg = phi_deg < 0
-    alpha_r = neg & (psi_deg >= -120) & (psi_deg < 50)
-    c5 = neg & ~alpha_r & (phi_deg < -110)
-    c7eq = neg & ~alpha_r & ~c5
-    c7ax = ~neg & (psi_deg >= -150) & (psi_deg < -10)
+    extended = (psi_deg < -120) | (psi_deg >= 50)
+    alpha_r = neg & ~extended
+    c5 = (neg & extended & (phi_deg < -110)) | (~neg & extended & (phi_deg >= 120))
+    c7eq = neg & extended & ~c5
+    c7ax = ~neg & ~c5 & (psi_deg >= -150) & (psi_deg < -10)
     codes = np.full(len(phi_deg), BASINS.index("alphaL"))
     codes[c5] = BASINS.index("C5/beta")
     codes[c7eq] = BASINS.index("C7eq/PII")
