@@ -41,7 +41,10 @@ from nct_md.md.frame import EckartFrame
 from nct_md.md.phase import load_phase_space
 from nct_md.train.files import train_files
 
+#: the scoring lag of the acceptance, ps
 LAG_PS = 10.0
+#: every lag a row is also scored at, ps (TICA and the peers refitted at each)
+LAGS_PS = (1.0, 2.0, 5.0, LAG_PS)
 #: every set was simulated at 300 K (positions-only copies lose the files' record of it)
 TEMPERATURE = 300.0
 N_CVS = 2
@@ -126,9 +129,14 @@ def run_set(name: str, train: list[Path], test: list[Path], seed: int, methods: 
             models: Path, nct_settings: dict | None = None) -> list[dict]:
     """Score each of ``methods`` with seed ``seed``; NCT trains with the library defaults (or
     ``nct_settings`` instead, then named ``nct[key=value,...]``) and is saved to ``models``
-    (the other methods need no model)."""
+    (the other methods need no model).
+
+    Each row also holds ``vamp2_discrete_by_lag``, the discretised VAMP-2 at every lag of
+    :data:`LAGS_PS` (keys in ps): TICA and the peers are fitted again at each lag, NCT is
+    trained once (its training does not know the scoring lag).
+    """
     fit_t, held_t = [md.load(f) for f in train], [md.load(f) for f in test]
-    lag = int(round(LAG_PS / float(fit_t[0].timestep)))
+    frames = {ps: int(round(ps / float(fit_t[0].timestep))) for ps in LAGS_PS}
     fit_q, held_q = aligned_positions(train, fit_t), aligned_positions(train, held_t)
     rows = []
     for method in methods:
@@ -141,25 +149,37 @@ def run_set(name: str, train: list[Path], test: list[Path], seed: int, methods: 
                                 verbose=False, overwrite=True, temperature=TEMPERATURE,
                                 **(nct_settings or {}))
             row["train_s"] = round(time.perf_counter() - started, 1)
-            fit_x, held_x = ([model.transform(t, N_CVS) for t in trajs]
-                             for trajs in (fit_t, held_t))
+            cvs = [model.transform(t, N_CVS) for t in fit_t + held_t]
+            fits = {ps: (cvs[:len(fit_t)], cvs[len(fit_t):]) for ps in LAGS_PS}
             info = model.info.training
             row |= {"epochs_run": info.epochs_run, "hidden": model.architecture["hidden"],
                     "kinetic_weight": info.kinetic.weight if info.kinetic else 0.0,
                     "restart_seeds": info.restarts.seeds, "chosen_seed": info.seed}
         elif method == "tica":
-            fit_x = scores.tica_components(fit_q, lag, N_CVS, fit_q)
-            held_x = scores.tica_components(fit_q, lag, N_CVS, held_q)
+            fits = {ps: (scores.tica_components(fit_q, lag, N_CVS, fit_q),
+                         scores.tica_components(fit_q, lag, N_CVS, held_q))
+                    for ps, lag in frames.items()}
             row["train_s"] = round(time.perf_counter() - started, 2)
             if held_t[0].n_residues > 3:
-                row["torsion_tica_vamp2_discrete"] = torsion_tica_vamp2(fit_t, held_t, lag)
+                by_lag = {f"{ps:g}": torsion_tica_vamp2(fit_t, held_t, lag)
+                          for ps, lag in frames.items()}
+                row["torsion_tica_vamp2_discrete"] = by_lag[f"{LAG_PS:g}"]
+                row["torsion_tica_vamp2_discrete_by_lag"] = by_lag
         else:
             from bench.peers import fit_peer
 
-            transform, record = fit_peer(method, fit_q, lag, n_cvs=N_CVS, seed=seed)
-            fit_x, held_x = [transform(c) for c in fit_q], [transform(c) for c in held_q]
-            row |= {"train_s": round(record["seconds"], 1), "peer": record}
-        rows.append(row | score(fit_x, held_x, fit_t, held_t, lag))
+            fits = {}
+            for ps, lag in frames.items():
+                transform, record = fit_peer(method, fit_q, lag, n_cvs=N_CVS, seed=seed)
+                fits[ps] = [transform(c) for c in fit_q], [transform(c) for c in held_q]
+                if ps == LAG_PS:
+                    row |= {"train_s": round(record["seconds"], 1), "peer": record}
+        row |= score(*fits[LAG_PS], fit_t, held_t, frames[LAG_PS])
+        row["vamp2_discrete_by_lag"] = {
+            f"{ps:g}": scores.discrete_vamp2(*fits[ps], lag, n_components=N_CVS,
+                                             n_clusters=DISCRETE_CLUSTERS)
+            for ps, lag in frames.items()}
+        rows.append(row)
     return rows
 
 
