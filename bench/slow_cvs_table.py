@@ -2,8 +2,9 @@
 
 One row per (set, method): the held-out scores of :mod:`bench.bench_slow_cvs` as the minimum
 over seeds (the acceptance reads minima) with the median in brackets, and the median training
-wall time. The last record of each (set, method, seed) counts. ``python -m bench.slow_cvs_table``
-prints the markdown; a test checks that the README holds exactly this text.
+wall time; and (:func:`lag_table`) the discretised VAMP-2 at every scoring lag of the rows that
+have one. The last record of each (set, method, seed) counts. ``python -m bench.slow_cvs_table``
+prints the markdown of both; a test checks that the README holds exactly this text.
 """
 
 from __future__ import annotations
@@ -63,5 +64,28 @@ def table(path: Path = RESULTS) -> str:
     return "\n".join(lines)
 
 
+def lag_table(path: Path = RESULTS) -> str:
+    """The markdown table of discretised VAMP-2 by scoring lag (minimum over seeds, median in
+    brackets, 4 decimals), with TICA of the backbone torsions where it was scored."""
+    groups = latest(path)
+    lags = next((list(rows[0]["vamp2_discrete_by_lag"]) for rows in groups.values()
+                 if "vamp2_discrete_by_lag" in rows[0]), [])
+    lines = ["| data (held-out trajectories) | method | seeds | "
+             + " | ".join(f"{lag} ps" for lag in lags) + " |", "|---|---|---|" + "---|" * len(lags)]
+    for name in SETS:
+        for method in METHODS:
+            rows = [r for r in groups.get((name, method), []) if "vamp2_discrete_by_lag" in r]
+            variants = [(METHODS[method], "vamp2_discrete_by_lag")]
+            if rows and "torsion_tica_vamp2_discrete_by_lag" in rows[0]:
+                variants.append(("TICA of backbone sin/cos", "torsion_tica_vamp2_discrete_by_lag"))
+            for label, key in variants if rows else []:
+                cells = [SETS[name], label, ",".join(str(r["seed"]) for r in rows)]
+                cells += [_cell([r[key][lag] for r in rows], 4) for lag in lags]
+                lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     print(table())
+    print()
+    print(lag_table())

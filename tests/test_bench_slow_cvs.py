@@ -20,3 +20,21 @@ def test_tica_row_is_scored_at_every_lag(tmp_path):
     assert all(1.0 <= v <= 3.0 for v in by_lag.values())
     assert by_lag["1"] > by_lag["10"]  # the held-out kinetics decay with the lag
     assert 0.0 <= row["basin_accuracy"] <= 1.0 and len(row["mi_psi"]) == 2
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_resolution_of_the_score_is_the_spread_over_kmeans_seeds(tmp_path):
+    from bench import vamp2_resolution
+
+    train, test = split_trajectories(DATA)
+    out = vamp2_resolution.spread(train[:2], test[:1])
+    assert list(out) == [f"{ps:g}" for ps in (*LAGS_PS, 2 * LAGS_PS[-1])]
+    for lag in out.values():
+        assert len(lag["by_kmeans_seed"]) == len(vamp2_resolution.KMEANS_SEEDS)
+        assert 1.0 <= lag["min"] <= lag["max"] <= 3.0
+    assert out["1"]["min"] > out["20"]["max"]
+    existing = tmp_path / "r.json"
+    existing.write_text("{}")
+    with pytest.raises(vamp2_resolution.NCTInputError, match="exists"):
+        vamp2_resolution.main([str(tmp_path), "--out", str(existing)])
+    assert existing.read_text() == "{}"

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from bench.slow_cvs_table import RESULTS, table
+from bench.slow_cvs_table import RESULTS, lag_table, table
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -10,3 +10,8 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 def test_slow_cv_table_in_the_readme_is_rendered_from_the_recorded_results():
     assert table(RESULTS) in README.read_text(), \
         "regenerate the table with python -m bench.slow_cvs_table and paste it into README.md"
+
+
+def test_slow_cv_lag_table_in_the_readme_is_rendered_from_the_recorded_results():
+    assert lag_table(RESULTS) in README.read_text(), \
+        "regenerate the tables with python -m bench.slow_cvs_table and paste them into README.md"
