@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -50,6 +49,7 @@ import openmm
 import torch
 
 from bench import explore_arms as arms
+from bench import provenance
 from nct_md.atomic import atomic_path
 from nct_md.cv.reference import committed_transitions, phi_core, phi_psi
 from nct_md.errors import NCTInputError
@@ -307,8 +307,7 @@ def run(args: argparse.Namespace) -> dict:
         reference = reference_arm(args, args.work / "reference")
     summary = summarise(results, reference, args.iterations * args.ns_per_iteration)
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=Path(__file__).parent).stdout.strip()
+    commit = provenance.commit()
     out = {"settings": settings | {"commit": commit, "nct_bias": NCT_BIAS, "ideal": arms.IDEAL,
                                    "tica": {"width_std": arms.TICA_WIDTH_STD,
                                             "margin_std": arms.TICA_MARGIN_STD,
@@ -318,8 +317,7 @@ def run(args: argparse.Namespace) -> dict:
                                    "reference_skip_fraction": REFERENCE_SKIP},
            "starts": starts, "seeds": results, "reference": reference, **summary,
            "table": table(summary, reference)}
-    with atomic_path(args.out, overwrite=False) as tmp:
-        tmp.write_text(json.dumps(out, indent=2))
+    provenance.write_record(args.out, out)
     return out
 
 

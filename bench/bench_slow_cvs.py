@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ import mdtraj as md
 import numpy as np
 import torch
 
+from bench import provenance
 from nct_md.cv import reference, scores
 from nct_md.cv.report import DISCRETE_CLUSTERS
 from nct_md.demo import split_trajectories
@@ -201,8 +201,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     nct_settings = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.nct)}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=Path(__file__).parent).stdout.strip()
+    commit = provenance.commit()
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.sets:
             train, test = set_files(name, args.data, args.shipped, Path(scratch))

@@ -23,8 +23,6 @@ The held-out tri-alanine set of :mod:`bench.datasets` (amber14 + OBC2) is the in
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -32,8 +30,8 @@ import mdtraj as md
 import numpy as np
 import torch
 
+from bench import provenance
 from bench.bench_explore import key_values
-from nct_md.atomic import atomic_path
 from nct_md.cv.reference import committed_transitions, phi_core, phi_psi_pairs
 from nct_md.errors import NCTInputError
 from nct_md.explore import explore
@@ -91,14 +89,12 @@ def run(args: argparse.Namespace) -> dict:
                  for res in r["residues"]},
              "metad": r.get("metad"), "wall_s": r["wall_s"]} for r in records]
     plain = plain_measures(phi[n_start:n_start + n_plain], names, save_every_ps)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=Path(__file__).parent).stdout.strip()
+    commit = provenance.commit()
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     out = {"settings": settings | {"commit": commit, "save_every_ps": save_every_ps},
            "loop": loop, "plain": {"ns": n_plain * save_every_ps / 1000.0, "residues": plain}}
     out["table"] = table(out, names)
-    with atomic_path(args.out, overwrite=False) as tmp:
-        tmp.write_text(json.dumps(out, indent=2))
+    provenance.write_record(args.out, out)
     return out
 
 

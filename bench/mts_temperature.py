@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import numpy as np
 import openmm
 from openmm import unit
 
-from nct_md.atomic import atomic_path
+from bench import provenance
 from nct_md.errors import NCTInputError
 from nct_md.md.langevin import langevin_integrator, mts_langevin_integrator
 from nct_md.md.simulate import read_structure
@@ -87,16 +86,14 @@ def main(argv: list[str] | None = None) -> dict:
         raise NCTInputError(f"{args.out} exists; choose another --out")
     runs = [sample("LangevinMiddleIntegrator", args.ps, 1),
             sample("MTSLangevinIntegrator", args.ps, args.interval)]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=Path(__file__).parent).stdout.strip()
+    commit = provenance.commit()
     out = {"settings": {"pdb": str(PDB), "forcefield": "amber99sbildn", "solvent": "obc",
                         "constraints": "hbonds", "step_fs": STEP_FS, "temperature": TEMPERATURE,
                         "seed": SEED, "ps": args.ps, "commit": commit},
            "runs": runs,
            "temperature_difference_k": runs[1]["temperature_k"] - runs[0]["temperature_k"],
            "potential_difference_kjmol": runs[1]["potential_kjmol"] - runs[0]["potential_kjmol"]}
-    with atomic_path(args.out, overwrite=False) as tmp:
-        tmp.write_text(json.dumps(out, indent=2))
+    provenance.write_record(args.out, out)
     print(json.dumps(out, indent=2))
     return out
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -25,8 +24,8 @@ from pathlib import Path
 import mdtraj as md
 import numpy as np
 
+from bench import provenance
 from bench.bench_slow_cvs import LAGS_PS, N_CVS, set_files
-from nct_md.atomic import atomic_path
 from nct_md.cv import reference, scores
 from nct_md.cv.report import DISCRETE_CLUSTERS
 from nct_md.errors import NCTInputError
@@ -67,15 +66,13 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.out.exists():
         raise NCTInputError(f"{args.out} exists; choose another --out")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=Path(__file__).parent).stdout.strip()
+    commit = provenance.commit()
     out = {"cvs": "Phi, Psi (radians)", "kmeans_seeds": list(KMEANS_SEEDS),
            "n_clusters": DISCRETE_CLUSTERS, "commit": commit, "sets": {}}
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.sets:
             out["sets"][name] = spread(*set_files(name, args.data, args.shipped, Path(scratch)))
-    with atomic_path(args.out, overwrite=False) as tmp:
-        tmp.write_text(json.dumps(out, indent=2))
+    provenance.write_record(args.out, out)
     print(json.dumps(out, indent=2))
     return out
 
