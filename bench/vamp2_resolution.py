@@ -1,14 +1,15 @@
-"""How finely the slow-CV bench's discretised VAMP-2 tells CVs apart: the ideal CVs' spread.
+"""How finely the slow-CV bench's discretised VAMP-2 tells CVs apart: the expert CVs' spread.
 
 The bench scores 2 CVs by discretised VAMP-2 (:func:`nct_md.cv.scores.discrete_vamp2`: 100
 k-means states fitted on the training trajectories, constant + 2 singular functions, held-out
-trajectories). Here the CVs are the reference torsions (Phi, Psi) of alanine dipeptide, and the
-only thing varied is the k-means seed: the spread over seeds, at each scoring lag of the bench
-(:data:`bench.bench_slow_cvs.LAGS_PS`, plus twice the longest), is the score's resolution. On a
-set whose held-out trajectories never change Phi basin every CV that separates the basins scores
-2 plus the slow remainder, and a difference smaller than this spread says nothing.
+trajectories). Here the CVs are fixed expert CVs (:func:`expert_cvs`: Phi and Psi of alanine
+dipeptide; for longer peptides the 2-component TICA of every backbone torsion's sin and cos)
+and the only thing varied is the k-means seed: the spread over seeds, at each scoring lag of the
+bench (:data:`bench.bench_slow_cvs.LAGS_PS`, plus twice the longest), is the score's resolution.
+On a set whose held-out trajectories never change Phi basin every CV that separates the basins
+scores 2 plus the slow remainder, and a difference smaller than this spread says nothing.
 
-Run ``python -m bench.vamp2_resolution DATA [--sets ala2 ala2-amber14-vacuum] [--out
+Run ``python -m bench.vamp2_resolution DATA [--sets ala2 ...] [--out
 bench/vamp2_resolution.json]`` (``DATA`` as for :mod:`bench.bench_slow_cvs`); writes one JSON
 (never overwritten) and prints it.
 """
@@ -25,7 +26,7 @@ import mdtraj as md
 import numpy as np
 
 from bench import provenance
-from bench.bench_slow_cvs import LAGS_PS, N_CVS, set_files
+from bench.bench_slow_cvs import LAG_PS, LAGS_PS, N_CVS, SETS, set_files, torsion_features
 from nct_md.cv import reference, scores
 from nct_md.cv.report import DISCRETE_CLUSTERS
 from nct_md.errors import NCTInputError
@@ -34,16 +35,25 @@ from nct_md.errors import NCTInputError
 KMEANS_SEEDS = (0, 1, 2, 3, 4)
 
 
-def torsions(traj: md.Trajectory) -> np.ndarray:
-    """``(n_frames, 2)`` Phi and Psi (radians) of alanine dipeptide."""
-    return np.stack(reference.phi_psi(traj), axis=1)
+def expert_cvs(train: list[md.Trajectory], test: list[md.Trajectory]
+               ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``(n_frames, 2)`` expert CVs of each training and held-out trajectory: Phi and Psi
+    (radians) of alanine dipeptide, else TICA-2 (fitted on ``train`` at the acceptance lag) of
+    :func:`bench.bench_slow_cvs.torsion_features`."""
+    if train[0].n_residues <= 3:
+        return ([np.stack(reference.phi_psi(t), axis=1) for t in trajs]
+                for trajs in (train, test))
+    lag = int(round(LAG_PS / float(train[0].timestep)))
+    fit = [torsion_features(t) for t in train]
+    return (scores.tica_components(fit, lag, N_CVS, [torsion_features(t) for t in trajs])
+            for trajs in (train, test))
 
 
 def spread(train: list[Path], test: list[Path]) -> dict:
-    """Discretised VAMP-2 of (Phi, Psi) per lag (ps keys) and k-means seed, with min and max."""
-    fit = [torsions(md.load(str(p))) for p in train]
-    held_trajs = [md.load(str(p)) for p in test]
-    held = [torsions(t) for t in held_trajs]
+    """Discretised VAMP-2 of :func:`expert_cvs` per lag (ps keys) and k-means seed, with min
+    and max."""
+    train_trajs, held_trajs = ([md.load(str(p)) for p in paths] for paths in (train, test))
+    fit, held = expert_cvs(train_trajs, held_trajs)
     step_ps = float(held_trajs[0].timestep)
     out = {}
     for ps in (*LAGS_PS, 2 * LAGS_PS[-1]):
@@ -59,15 +69,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, help="folder written by python -m bench.datasets")
     parser.add_argument("--shipped", type=Path, default=Path(__file__).parents[1] / "data")
-    parser.add_argument("--sets", nargs="+", choices=["ala2", "ala2-amber14-vacuum"],
-                        default=["ala2", "ala2-amber14-vacuum"])
+    parser.add_argument("--sets", nargs="+", choices=list(SETS),
+                        default=["ala2", "ala2-amber14-vacuum", "ala3-amber14-obc2"])
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).with_name("vamp2_resolution.json"))
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.out.exists():
         raise NCTInputError(f"{args.out} exists; choose another --out")
     commit = provenance.commit()
-    out = {"cvs": "Phi, Psi (radians)", "kmeans_seeds": list(KMEANS_SEEDS),
+    out = {"cvs": "alanine dipeptide: Phi, Psi (radians); longer peptides: TICA-2 of backbone "
+                  "torsion sin/cos", "kmeans_seeds": list(KMEANS_SEEDS),
            "n_clusters": DISCRETE_CLUSTERS, "commit": commit, "sets": {}}
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.sets:
