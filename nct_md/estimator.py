@@ -2,8 +2,8 @@
 
 Follows deeptime's estimator/model split: ``NCT(...).fit(data)`` returns the estimator and
 ``fetch_model()`` an independent :class:`~nct_md.model.NCTModel`. Hyperparameters are checked
-when the estimator is made; ``restarts`` fits several seeds and keeps the best validation
-likelihood; checkpoints are resumed only by the run they belong to (:mod:`nct_md.train.
+when the estimator is made; ``restarts`` fits several seeds and keeps one (:mod:`nct_md.train.
+kinetic`); checkpoints are resumed only by the run they belong to (:mod:`nct_md.train.
 checkpoint`).
 """
 
@@ -92,8 +92,7 @@ class NCT:
         Epochs without validation improvement before stopping.
     seed : int
     restarts : int
-        Fit this many times, with seeds ``seed * restarts, ..., seed * restarts + restarts -
-        1`` (so runs with different ``seed`` never share a fit), and keep one fit
+        Fit this many times (:attr:`seeds`, disjoint between values of ``seed``); keep one fit
         (:func:`~nct_md.train.kinetic.choose_restart`); all are recorded in
         ``info.training.restarts``.
     device : str or torch.device
@@ -203,10 +202,8 @@ class NCT:
 
     @property
     def seeds(self) -> list[int]:
-        """The seeds fitted, ``seed * restarts + r`` for ``r < restarts``: disjoint for
-        different ``seed`` (one fit, ``restarts == 1``, uses ``seed`` itself)."""
-        first = self.seed * self.restarts
-        return list(range(first, first + self.restarts))
+        """Seeds fitted: ``seed * restarts + r``, ``r < restarts`` (disjoint between seeds)."""
+        return [self.seed * self.restarts + r for r in range(self.restarts)]
 
     def checkpoint_paths(self) -> list[Path]:
         """The checkpoint file of each seed (``CKPT``, or ``NAME.seedS.SUFFIX`` with restarts)."""

@@ -19,10 +19,8 @@ INTEGERS = (("epochs", TRAINING["epochs"], "training epochs"),
             ("batch-size", TRAINING["batch_size"], "batch size"), ("patience",
              TRAINING["patience"], "stop after this many epochs without a better validation loss"),
             ("stride", 1, "use every n-th frame"), ("seed", 0, "random seed"),
-            ("restarts", TRAINING["restarts"], "fit this many times (seeds SEED x RESTARTS, "
-                                               "SEED x RESTARTS + 1, ...) and keep one fit: the "
-                                               "likelihood's, or by validation VAMP-2 on "
-                                               "trajectories"),
+            ("restarts", TRAINING["restarts"], "fit this many times (seeds SEED x RESTARTS + "
+                                               "0, 1, ...) and keep one (see README)"),
             ("n-slow", TRAINING["n_slow"], "slowest latent coordinates the kinetic objective makes "
                                            "slow"))
 FLOATS = (("lr", TRAINING["lr"], "peak learning rate"),
