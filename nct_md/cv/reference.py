@@ -78,7 +78,7 @@ def ramachandran_basin(phi: np.ndarray, psi: np.ndarray) -> np.ndarray:
     - Phi >= 120 with extended Psi (Psi < -120 or Psi >= 50): ``C5/beta``, which wraps across
       Phi = +-180;
     - Phi >= 0 and -150 <= Psi < -10 otherwise: ``C7ax``;
-    - Phi >= 0 otherwise: ``alphaL`` (with the rare Phi > 0, extended-Psi frames).
+    - Phi >= 0 otherwise: ``alphaL`` (with the rare 0 <= Phi < 120, extended-Psi frames).
     """
     phi_deg, psi_deg = np.degrees(phi), np.degrees(psi)
     neg = phi_deg < 0
