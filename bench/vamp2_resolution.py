@@ -41,12 +41,12 @@ def expert_cvs(train: list[md.Trajectory], test: list[md.Trajectory]
     (radians) of alanine dipeptide, else TICA-2 (fitted on ``train`` at the acceptance lag) of
     :func:`bench.bench_slow_cvs.torsion_features`."""
     if train[0].n_residues <= 3:
-        return ([np.stack(reference.phi_psi(t), axis=1) for t in trajs]
-                for trajs in (train, test))
+        return tuple([np.stack(reference.phi_psi(t), axis=1) for t in trajs]
+                     for trajs in (train, test))
     lag = int(round(LAG_PS / float(train[0].timestep)))
     fit = [torsion_features(t) for t in train]
-    return (scores.tica_components(fit, lag, N_CVS, [torsion_features(t) for t in trajs])
-            for trajs in (train, test))
+    return tuple(scores.tica_components(fit, lag, N_CVS, [torsion_features(t) for t in trajs])
+                 for trajs in (train, test))
 
 
 def spread(train: list[Path], test: list[Path]) -> dict:
