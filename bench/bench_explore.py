@@ -379,9 +379,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     args.train = key_values(args.train)
     args.fresh_ns = args.fresh_ns or args.ns_per_iteration
     args.work = args.work or args.out.with_name(args.out.stem + "-runs")
-    for path in (args.out, args.work):
-        if path.exists():
-            raise NCTInputError(f"{path} exists; choose another --out or --work")
+    provenance.refuse_existing(args.out, "--out")
+    provenance.refuse_existing(args.work, "--work")
     return args
 
 

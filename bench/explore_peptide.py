@@ -140,9 +140,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.train = key_values(args.train)
     args.work = args.out.with_name(args.out.stem + "-runs")
-    for path in (args.out, args.work):
-        if path.exists():
-            raise NCTInputError(f"{path} exists; choose another --out")
+    provenance.refuse_existing(args.out, "--out")
+    provenance.refuse_existing(args.work, "--out (its run folder is OUT-runs)")
     return args
 
 

@@ -24,7 +24,6 @@ import openmm
 from openmm import unit
 
 from bench import provenance
-from nct_md.errors import NCTInputError
 from nct_md.md.langevin import langevin_integrator, mts_langevin_integrator
 from nct_md.md.simulate import read_structure
 from nct_md.md.system import build_system
@@ -82,8 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).parent / "out" / "mts_temperature.json")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    if args.out.exists():
-        raise NCTInputError(f"{args.out} exists; choose another --out")
+    provenance.refuse_existing(args.out, "--out")
     runs = [sample("LangevinMiddleIntegrator", args.ps, 1),
             sample("MTSLangevinIntegrator", args.ps, args.interval)]
     commit = provenance.commit()

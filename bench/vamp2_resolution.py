@@ -29,7 +29,6 @@ from bench import provenance
 from bench.bench_slow_cvs import LAG_PS, LAGS_PS, N_CVS, SETS, set_files, torsion_features
 from nct_md.cv import reference, scores
 from nct_md.cv.report import DISCRETE_CLUSTERS
-from nct_md.errors import NCTInputError
 
 #: the k-means seeds compared
 KMEANS_SEEDS = (0, 1, 2, 3, 4)
@@ -74,8 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).with_name("vamp2_resolution.json"))
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    if args.out.exists():
-        raise NCTInputError(f"{args.out} exists; choose another --out")
+    provenance.refuse_existing(args.out, "--out")
     commit = provenance.commit()
     out = {"cvs": "alanine dipeptide: Phi, Psi (radians); longer peptides: TICA-2 of backbone "
                   "torsion sin/cos", "kmeans_seeds": list(KMEANS_SEEDS),

@@ -6,6 +6,7 @@ import pytest
 
 from bench.bench_slow_cvs import LAG_PS, LAGS_PS, run_set
 from nct_md.demo import split_trajectories
+from nct_md.errors import NCTInputError
 
 DATA = Path(__file__).parents[1] / "data"
 
@@ -35,6 +36,6 @@ def test_resolution_of_the_score_is_the_spread_over_kmeans_seeds(tmp_path):
     assert out["1"]["min"] > out["20"]["max"]
     existing = tmp_path / "r.json"
     existing.write_text("{}")
-    with pytest.raises(vamp2_resolution.NCTInputError, match="exists"):
+    with pytest.raises(NCTInputError, match="exists"):
         vamp2_resolution.main([str(tmp_path), "--out", str(existing)])
     assert existing.read_text() == "{}"
