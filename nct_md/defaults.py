@@ -18,6 +18,9 @@ KINETIC_WEIGHT = 10.0
 #: gain in validation discretised VAMP-2 (a score in ``[1, 1 + n_slow]``) that a kinetic fit
 #: needs over the likelihood-only fit to be kept (:func:`nct_md.train.kinetic.choose_restart`)
 KINETIC_MARGIN = 0.02
+#: slowest latent positions whose TICA gives CV1 and CV2 of a kept kinetic fit
+#: (:func:`nct_md.train.cv_axes.tica_axes`)
+KINETIC_READOUT = 8
 #: conditioner width bounds of :func:`hidden_width`
 MIN_HIDDEN, MAX_HIDDEN = 128, 256
 

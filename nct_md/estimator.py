@@ -276,9 +276,9 @@ class NCT:
         training batches with probability proportional to their weight, and the validation NLL
         is the weighted mean; the kinetic objective is then off (refused if asked for) unless
         ``biased_kinetics``. The kept model records its out-of-distribution threshold
-        (:mod:`nct_md.cv.ood`) and, where the kept fit was scored on time-lagged pairs and
-        ``n_slow`` is 2, the kinetic axes of its CV1 and CV2 in the slow latent plane
-        (:mod:`nct_md.train.cv_axes`).
+        (:mod:`nct_md.cv.ood`) and, where it was scored on time-lagged pairs and ``n_slow`` is
+        2, the directions of CV1 and CV2 among its slowest latent positions (:mod:`nct_md.train.
+        cv_axes`).
         """
         if data.info.n_constrained_in_selection:
             raise NCTInputError(
@@ -309,8 +309,8 @@ class NCT:
             if all(kinetic) else None)
         self._model.info.ood = fit_threshold(self._model, data, validation,
                                              self.validation_fraction)
-        if kinetic[best] is not None and self.n_slow == 2:
-            self._model.info.cv_axes = fit_cv_axes(self._model, data, kinetic[best].lag_frames)
+        if (kept := kinetic[best]) is not None and self.n_slow == 2:
+            self._model.info.cv_axes = fit_cv_axes(self._model, data, kept)
         return self
 
     def _fit_seed(self, data: PhaseSpaceData, validation: PhaseSpaceData | None, seed: int,

@@ -232,15 +232,17 @@ class NCTModel(nn.Module):
     def cv_matrix(self, n_cvs: int = 2) -> Tensor:
         """``(d, n_cvs)`` float64 map from the latent positions (slowest first) to the CVs.
 
-        The identity's first ``n_cvs`` columns, with CV1 and CV2 along ``info.cv_axes`` when
-        the model has them (:mod:`nct_md.train.cv_axes`).
+        The identity's first ``n_cvs`` columns, with CV1 and CV2 along ``info.cv_axes`` (unit
+        vectors over the slowest latent positions) when the model has them
+        (:mod:`nct_md.train.cv_axes`).
         """
         d = self.preprocessing.n_dof
         if not 1 <= n_cvs <= d:
             raise NCTInputError(f"n_cvs must be between 1 and {d}, got {n_cvs}")
         matrix = torch.eye(d, dtype=torch.float64)
         if self.info.cv_axes is not None:
-            matrix[:2, :2] = torch.tensor(self.info.cv_axes.matrix, dtype=torch.float64)
+            axes = torch.tensor(self.info.cv_axes.matrix, dtype=torch.float64)
+            matrix[:len(axes), :2] = axes
         return matrix[:, :n_cvs]
 
     def cv_frequencies(self, n_cvs: int = 2) -> np.ndarray:

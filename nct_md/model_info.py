@@ -313,22 +313,30 @@ class OODInfo(_Record):
 
 @dataclass
 class CVAxes(_Record):
-    """The axes of the CVs in the plane of the two slowest latent positions
+    """The directions of CV1 and CV2 among the slowest latent positions
     (:mod:`nct_md.train.cv_axes`).
 
-    ``matrix`` (2 x 2; column ``j`` holds CV ``j + 1``'s coefficients on the slowest and the
-    second slowest latent position, a unit vector), ``lag_frames`` (lag of the scores),
-    ``angle_deg`` (CV1's direction in the plane standardised by the frames' spread, degrees
-    from the slowest latent axis), ``score`` (its 1-D binned VAMP-2, in [1, 2]),
-    ``best_score`` (the best direction's), ``latent_axis_scores`` (the two latent axes').
+    ``matrix`` (k x 2; column ``j`` holds CV ``j + 1``'s coefficients on the ``k`` slowest
+    latent positions, a unit vector), ``lag_frames`` (lag of the fit), ``method`` (``"plane"``:
+    k = 2, CV1 along the slow plane's most metastable direction; ``"tica"``: the two leading
+    TICA directions of the k slowest latent positions). For ``"plane"``: ``angle_deg`` (CV1's
+    direction in the plane standardised by the frames' spread, degrees from the slowest latent
+    axis), ``score`` (its 1-D binned VAMP-2, in [1, 2]), ``best_score`` (the best direction's),
+    ``latent_axis_scores`` (the two latent axes'). For ``"tica"``: ``autocorrelations`` (the
+    two TICA components' autocorrelations at the lag).
     """
+
+    _optional: ClassVar[tuple[str, ...]] = ("angle_deg", "score", "best_score",
+                                            "latent_axis_scores", "autocorrelations")
 
     matrix: list[list[float]]
     lag_frames: int
-    angle_deg: float
-    score: float
-    best_score: float
-    latent_axis_scores: list[float]
+    method: str = "plane"
+    angle_deg: float | None = None
+    score: float | None = None
+    best_score: float | None = None
+    latent_axis_scores: list[float] | None = None
+    autocorrelations: list[float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -363,8 +371,9 @@ class ModelInfo(_Record):
     ood : OODInfo, optional
         The out-of-distribution threshold; None for model files written before it existed.
     cv_axes : CVAxes, optional
-        Axes of CV1 and CV2 in the slow latent plane; None: the CVs are the latent positions,
-        slowest first (pure likelihood, data without times, and older model files).
+        Directions of CV1 and CV2 among the slowest latent positions; None: the CVs are the
+        latent positions, slowest first (pure likelihood, data without times, and older model
+        files).
     extra : dict
         Keys this version does not know, kept as read.
     """

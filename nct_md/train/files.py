@@ -184,7 +184,11 @@ def _print_summary(model: NCTModel, out: Path) -> None:
                       f"{kinetic.lag_frames} frames)") + f", seed {training.seed}")
     print("slowest frequencies (1/ps): " + ", ".join(f"{x:.3g}" for x in model.frequencies[:6]))
     axes = model.info.cv_axes
-    if axes is not None:
+    if axes is not None and axes.method == "tica":
+        print(f"CV1, CV2: the leading TICA directions of the {len(axes.matrix)} slowest latent "
+              f"positions (autocorrelations {axes.autocorrelations[0]:.3f}, "
+              f"{axes.autocorrelations[1]:.3f} at {axes.lag_frames} frames)")
+    elif axes is not None:
         print(f"CV1: the slow latent plane's kinetic axis, {axes.angle_deg:.0f} deg from the "
               f"slowest latent position (1-D binned VAMP-2 {axes.score:.3f}; the latent axes "
               f"{axes.latent_axis_scores[0]:.3f}, {axes.latent_axis_scores[1]:.3f}); "
