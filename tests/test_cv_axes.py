@@ -14,6 +14,7 @@ from nct_md.export import cv_module
 from nct_md.md.phase import load_phase_space
 from nct_md.model import NCTModel
 from nct_md.train.cv_axes import kinetic_axes, tica_axes
+from nct_md.train.files import _print_summary
 
 
 def _two_state_plane(direction_deg: float, n: int = 40_000, lag: int = 5, seed: int = 0):
@@ -129,3 +130,10 @@ def test_cv_frequencies_are_one_over_the_cvs_latent_spread(fitted, which):
     Q = Q[:, model.latent.slow_order()]
     spread = (Q @ model.cv_matrix(2)).std(0).numpy()
     assert np.allclose(1.0 / spread, model.cv_frequencies(2), rtol=0.01)
+
+
+@pytest.mark.parametrize("which, says", [(0, "the slow latent plane's kinetic axis"),
+                                         (1, "the leading TICA directions of the")])
+def test_train_prints_how_the_cvs_are_read(fitted, capsys, tmp_path, which, says):
+    _print_summary(fitted[which], tmp_path / "m.pt")
+    assert says in capsys.readouterr().out
