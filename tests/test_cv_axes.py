@@ -85,20 +85,20 @@ def test_tica_axes_are_the_leading_generalised_eigenvectors_and_follow_the_slow_
 
 @pytest.fixture(scope="module")
 def fitted(ala_data_files):
-    """A default single fit (likelihood only on time-ordered data: plane axes), one with the
-    kinetic objective (TICA axes), a pure-likelihood one without a kinetic record, their data."""
+    """Fits of the same data by their CV axes: ``"plane"`` (a default single fit: likelihood
+    only, scored on time-ordered pairs), ``"tica"`` (the kinetic objective), ``"plain"``
+    (``kinetic_weight=0``: no kinetic record, no axes); and the ``"data"``."""
     data = load_phase_space([ala_data_files[1], ala_data_files[4]], select="heavy", stride=2)
     settings = dict(n_couplings=1, hidden=16, epochs=1, restarts=1, progress=False)
-    return (NCT(**settings).fit(data).fetch_model(),
-            NCT(**settings, kinetic_weight=10.0).fit(data).fetch_model(),
-            NCT(**settings, kinetic_weight=0.0).fit(data).fetch_model(), data)
+    weights = {"plane": None, "tica": 10.0, "plain": 0.0}
+    return {name: NCT(**settings, kinetic_weight=w).fit(data).fetch_model()
+            for name, w in weights.items()} | {"data": data}
 
 
-@pytest.mark.parametrize("which, method", [(0, "plane"), (1, "tica")])
+@pytest.mark.parametrize("method", ["plane", "tica"])
 def test_a_fit_on_trajectories_sets_the_axes_and_every_cv_path_uses_them(fitted, tmp_path,
-                                                                          which, method):
-    model, data = fitted[which], fitted[-1]
-    plain = fitted[2]
+                                                                          method):
+    model, plain, data = fitted[method], fitted["plain"], fitted["data"]
     assert plain.info.cv_axes is None  # the paper's CVs: the slowest latent positions
     assert torch.equal(plain.cv_matrix(3), torch.eye(plain.preprocessing.n_dof,
                                                      dtype=torch.float64)[:, :3])
@@ -120,9 +120,9 @@ def test_a_fit_on_trajectories_sets_the_axes_and_every_cv_path_uses_them(fitted,
     assert NCTModel.load(tmp_path / "m.pt").info.cv_axes == axes
 
 
-@pytest.mark.parametrize("which", [0, 1])
-def test_cv_frequencies_are_one_over_the_cvs_latent_spread(fitted, which):
-    model, plain = fitted[which], fitted[2]
+@pytest.mark.parametrize("method", ["plane", "tica"])
+def test_cv_frequencies_are_one_over_the_cvs_latent_spread(fitted, method):
+    model, plain = fitted[method], fitted["plain"]
     assert np.allclose(plain.cv_frequencies(3), plain.frequencies[:3])
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -132,8 +132,8 @@ def test_cv_frequencies_are_one_over_the_cvs_latent_spread(fitted, which):
     assert np.allclose(1.0 / spread, model.cv_frequencies(2), rtol=0.01)
 
 
-@pytest.mark.parametrize("which, says", [(0, "the slow latent plane's kinetic axis"),
-                                         (1, "the leading TICA directions of the")])
-def test_train_prints_how_the_cvs_are_read(fitted, capsys, tmp_path, which, says):
-    _print_summary(fitted[which], tmp_path / "m.pt")
+@pytest.mark.parametrize("method, says", [("plane", "the slow latent plane's kinetic axis"),
+                                          ("tica", "the leading TICA directions of the")])
+def test_train_prints_how_the_cvs_are_read(fitted, capsys, tmp_path, method, says):
+    _print_summary(fitted[method], tmp_path / "m.pt")
     assert says in capsys.readouterr().out
